@@ -1,0 +1,28 @@
+"""detectlab: Mask R-CNN, Faster R-CNN and YOLOv3 on TensorFlow 2 / Keras 3.
+
+``import detectlab`` selects the TensorFlow backend, quiets TensorFlow's C++ logging and
+registers every built-in backbone, loss, model family and dataset format.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ["KERAS_BACKEND"] != "tensorflow":
+    raise ImportError("detectlab runs on the TensorFlow backend only: set KERAS_BACKEND=tensorflow")
+
+from detectlab._quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+from detectlab.registry import BACKBONES, DATASET_FORMATS, LOSSES, MODELS  # noqa: E402
+from detectlab import backbones  # noqa: E402,F401  (registration side effects below)
+from detectlab.backbones import darknet  # noqa: E402,F401
+from detectlab.data import coco  # noqa: E402,F401
+from detectlab.losses import yolo  # noqa: E402,F401
+from detectlab import models  # noqa: E402,F401
+from detectlab.config import Config, load_config  # noqa: E402
+from detectlab.errors import DetectlabError  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["BACKBONES", "LOSSES", "MODELS", "DATASET_FORMATS", "Config", "load_config", "DetectlabError"]

@@ -1,0 +1,400 @@
+"""Typed configuration: dataclasses, strict YAML recipes and command-line overrides.
+
+A recipe (``models/*.yaml``) has the sections ``model``, ``data``, ``augment``, ``loss``,
+``train``, ``eval`` and ``predict``. The ``model`` section's dataclass depends on
+``model.family`` (each family registers its own in ``MODELS``). A recipe may start with
+``base: other.yaml`` to inherit another recipe (resolved relative to the file) and override
+parts of it.
+
+Parsing is strict: an unknown key or a value of the wrong type is a :class:`ConfigError`
+naming the file and the dotted key, e.g.
+``models/x.yaml: train.epoch: unknown key (did you mean 'epochs'?)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from detectlab.errors import ConfigError
+
+Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class ShapesConfig:
+    """The built-in synthetic dataset (see ``detectlab.data.shapes``)."""
+
+    train: int = 800  # number of training images
+    val: int = 100  # number of validation images
+    size: int = 128  # image side in pixels
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the data is. ``train``/``val`` are COCO JSON files or the word ``shapes``."""
+
+    train: str = "shapes"
+    val: str | None = "shapes"
+    images: str | None = None  # image folder of `train` (default: found next to the JSON)
+    val_images: str | None = None
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    include_empty_images: bool = True  # images without annotations train as negatives
+    # A box of zero size, or entirely outside its image: "error" stops with the annotation
+    # id; "skip" drops it and logs the count. Boxes partly outside are clipped.
+    invalid_boxes: Literal["error", "skip"] = "error"
+    max_boxes: int = 100  # ground-truth boxes per image passed to in-graph losses
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (albumentations). Values follow the YOLOv3 reference."""
+
+    enabled: bool = True
+    hflip: float = 0.5  # probability of a horizontal flip
+    jitter: float = 0.3  # aspect-ratio jitter: w/h scaled by up to (1+j)/(1-j)
+    scale: tuple[float, float] = (0.25, 2.0)  # random object scale relative to the canvas
+    hue: float = 0.1  # hue shift, fraction of the colour circle
+    saturation: float = 1.5  # saturation scaled within [1/s, s]
+    value: float = 1.5  # brightness scaled within [1/v, v]
+
+
+@dataclass
+class LossConfig:
+    """Loss weights by registered name, and per-class weights for class terms.
+
+    ``class_weights`` is null, ``balanced`` (inverse class frequency in the training
+    data), a list with one weight per class, or a mapping class name -> weight
+    (classes not named keep weight 1).
+    """
+
+    weights: dict[str, float] = field(default_factory=dict)
+    class_weights: Any = None
+
+
+@dataclass
+class StageConfig:
+    """One training stage: which layers train, for how many epochs, at which rate."""
+
+    layers: str = "all"  # a preset of the model family, or a regex of trainable layer names
+    epochs: int = 1
+    lr: float | None = None  # None: train.lr
+    name: str = ""
+
+
+@dataclass
+class PlateauConfig:
+    monitor: str = "val_loss"
+    factor: float = 0.1
+    patience: int = 3
+    min_lr: float = 0.0
+
+
+@dataclass
+class EarlyStoppingConfig:
+    monitor: str = "val_loss"
+    patience: int = 10
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # None: one pass over the training data
+    validation_steps: int | None = None  # None: the whole validation split
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9  # SGD only
+    clipnorm: float | None = None
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0  # linear warm-up from 0 to the stage's rate
+    layers: str = "all"  # used when `stages` is empty
+    stages: list[StageConfig] = field(default_factory=list)
+    reduce_lr_on_plateau: PlateauConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    workers: int = 2
+    use_multiprocessing: bool = True
+    max_queue_size: int = 10
+    precision: Precision = "float32"
+    jit_compile: bool = False  # XLA; measured slower on CPU, useful on GPU
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    mirrored_devices: int = 0  # mirrored on CPU: split the CPU into N logical devices
+    seed: int = 0
+    checkpoint_keep: int = 3  # epoch checkpoints kept besides last and best
+    monitor: str = "val_loss"  # for best.keras (falls back to loss without validation)
+    tensorboard_update_freq: str = "batch"  # "batch", "epoch" or a number of batches
+    verbose: int = 1
+
+
+@dataclass
+class EvalConfig:
+    score_threshold: float = 0.005  # low: mAP needs the whole precision/recall curve
+    nms_threshold: float = 0.45
+    max_detections: int = 100
+    batch_size: int = 8
+    after_training: bool = True  # evaluate the validation split when training ends
+
+
+@dataclass
+class PredictConfig:
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.45
+    max_detections: int = 100
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model family has; each family subclasses it (``MODELS``)."""
+
+    family: str = ""
+    num_classes: int | None = None  # None: taken from the training data
+    image_size: int = 416
+
+
+@dataclass
+class Config:
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+
+    def stages(self) -> list[StageConfig]:
+        """The training stages, with ``lr`` filled in; one stage when none are listed."""
+        stages = self.train.stages or [
+            StageConfig(layers=self.train.layers, epochs=self.train.epochs, name="train")
+        ]
+        return [
+            dataclasses.replace(s, lr=self.train.lr if s.lr is None else s.lr, name=s.name or f"stage{i + 1}")
+            for i, s in enumerate(stages)
+        ]
+
+    def total_epochs(self) -> int:
+        return sum(s.epochs for s in self.stages())
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from detectlab.utils import atomic_write_text
+
+        atomic_write_text(path, self.to_yaml())
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    raw: dict | None = None,
+) -> Config:
+    """Read a recipe, apply ``key=value`` overrides and return a typed :class:`Config`."""
+    source = str(path) if path is not None else "<config>"
+    data = read_recipe(path) if path is not None else {}
+    if raw:
+        data = deep_merge(data, raw)
+    for item in overrides or []:
+        apply_override(data, item)
+    return config_from_dict(data, source)
+
+
+def read_recipe(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
+    """Load YAML, following ``base:`` links (relative to the including file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if str(path.resolve()) in _seen:
+        raise ConfigError(f"{path}: 'base' links form a cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is not None:
+        parent = read_recipe(path.parent / base, _seen + (str(path.resolve()),))
+        data = deep_merge(parent, data)
+    return data
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to a raw recipe dict."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.001")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of sections")
+    model_raw = data.get("model") or {}
+    if not isinstance(model_raw, dict):
+        raise ConfigError(f"{source}: model: expected a mapping")
+    family = model_raw.get("family")
+    if not family:
+        raise ConfigError(f"{source}: model.family is required (one of: {', '.join(_families())})")
+    from detectlab.registry import MODELS, RegistryError
+
+    try:
+        model_cls = MODELS.get(family).config_class
+    except RegistryError as exc:
+        raise ConfigError(f"{source}: model.family: {exc}") from None
+    return _build(Config, data, source, "", overrides={"model": model_cls})
+
+
+def _families() -> list[str]:
+    from detectlab.registry import MODELS
+
+    return MODELS.names()
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _build(cls: type, data: Any, source: str, prefix: str, overrides: dict | None = None) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(fields)}"
+        raise ConfigError(f"{source}: {prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                kwargs[name] = _build((overrides or {}).get(name, hints[name]), {}, source, f"{prefix}{name}.")
+            continue
+        target = (overrides or {}).get(name, hints[name])
+        kwargs[name] = _coerce(data[name], target, source, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, source, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, source, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key}: expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):  # YAML reads 1e-3 as a string; accept numeric text
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{source}: {key}: expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected a string, got {_describe(value)}")
+        return str(value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key}: expected a list, got {_describe(value)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{source}: {key}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, t, source, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {_describe(value)}")
+        kt, vt = args or (Any, Any)
+        return {_coerce(k, kt, source, key): _coerce(v, vt, source, f"{key}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{source}: {key}: unsupported type {tp}")  # a bug in a dataclass
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return f"{text[:40]}{'...' if len(text) > 40 else ''} ({type(value).__name__})"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="detectlab",
+    version="0.1.0",
+    description="Mask R-CNN, Faster R-CNN and YOLOv3 on TensorFlow 2 / Keras 3",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["detectlab", "detectlab.*"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3",
+        "numpy>=1.26",
+        "opencv-python-headless>=4.8",
+        "pycocotools>=2.0.7",
+        "albumentations>=2.0,<2.1",
+        "tensorboard>=2.16",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "h5py>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4"],
+        "cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
+    },
+)

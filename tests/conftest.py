@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests build tiny models (narrow widths, 64 px) through the same code
+paths as the real recipes; heavier tests are marked ``slow``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTANT = ROOT / "models" / "instant"
+sys.path.insert(0, str(ROOT))
+
+import detectlab  # noqa: E402,F401  (quiet TensorFlow import, registrations)
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """A small shapes dataset (48 train / 16 val images of 64 px), written once."""
+    from detectlab.data.shapes import write_shapes_dataset
+
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes_dataset(root, train=48, val=16, size=64, seed=0)
+    return root
+
+
+@pytest.fixture
+def tiny_cfg():
+    """The instant YOLOv3-tiny recipe as a Config (callers override with `--set` strings)."""
+    from detectlab.config import load_config
+
+    def make(*overrides: str, recipe: str = "yolov3_tiny_instant.yaml"):
+        return load_config(INSTANT / recipe, list(overrides))
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Each test starts (and ends) with the float32 policy."""
+    import keras
+
+    keras.mixed_precision.set_dtype_policy("float32")
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
