@@ -1,0 +1,42 @@
+"""k-means anchor boxes (distance 1 - IoU of boxes sharing a centre), as in YOLOv2/v3."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectlab.boxes import shape_iou
+from detectlab.data.records import DetectionDataset
+
+
+def box_sizes(dataset: DetectionDataset, image_size: int) -> np.ndarray:
+    """``(N, 2)`` w, h of every non-crowd box after letterboxing to ``image_size``."""
+    sizes = []
+    for r in dataset.records:
+        scale = image_size / max(r.width, r.height)
+        b = r.boxes[~r.iscrowd]
+        sizes.append(np.stack([b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], 1) * scale)
+    sizes = np.concatenate(sizes) if sizes else np.zeros((0, 2), np.float32)
+    return sizes[(sizes > 0).all(1)]
+
+
+def kmeans_anchors(sizes: np.ndarray, k: int, seed: int = 0, iterations: int = 300) -> np.ndarray:
+    """``k`` anchors ``(k, 2)`` sorted by area; raises if there are fewer boxes than ``k``."""
+    if len(sizes) < k:
+        raise ValueError(f"need at least {k} boxes for {k} anchors, got {len(sizes)}")
+    rng = np.random.default_rng(seed)
+    centres = sizes[rng.choice(len(sizes), k, replace=False)].astype(np.float64)
+    assignment = None
+    for _ in range(iterations):
+        new = shape_iou(sizes, centres).argmax(1)
+        if assignment is not None and (new == assignment).all():
+            break
+        assignment = new
+        for j in range(k):
+            members = sizes[assignment == j]
+            if len(members):
+                centres[j] = np.median(members, axis=0)
+    return centres[np.argsort(centres.prod(1))]
+
+
+def mean_best_iou(sizes: np.ndarray, anchors: np.ndarray) -> float:
+    return float(shape_iou(sizes, anchors).max(1).mean())

@@ -1,0 +1,123 @@
+"""The batch generator: a ``keras.utils.PyDataset`` with workers and multiprocessing.
+
+Index-based, so any number of worker processes produce exactly the batches a single
+process would:
+
+- the order of an epoch is a permutation seeded by ``(seed, epoch)``; every sample is
+  in exactly one batch of the epoch;
+- each sample's augmentation is seeded by ``(seed, epoch, sample index)``;
+- when the data size is not a multiple of the batch size, the *first* batch of the epoch
+  holds the remainder (Keras fixes the batch dimension of its input signature from the
+  first two batches, so a short first batch keeps it dynamic);
+- with ``steps_per_epoch``, epochs are fixed-length windows on an endless stream of
+  seeded permutations: every sample appears exactly once per pass over the data.
+
+The model family supplies ``encoder(samples) -> (inputs, targets)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import keras
+import numpy as np
+
+from detectlab.data.records import DetectionDataset
+from detectlab.data.transforms import Sample, apply_pipeline
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class DetectionBatches(keras.utils.PyDataset):
+    """Batches of ``encoder([Sample, ...])`` over a :class:`DetectionDataset`."""
+
+    def __init__(
+        self,
+        dataset: DetectionDataset,
+        pipeline,
+        encoder: Callable[[list[Sample]], tuple],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        steps_per_epoch: int | None = None,
+        with_masks: bool = False,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        if len(dataset) == 0:
+            raise ValueError("the dataset has no images")
+        self.dataset = dataset
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.steps_per_epoch = steps_per_epoch
+        self.with_masks = with_masks
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        if self.steps_per_epoch:
+            return int(self.steps_per_epoch)
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def batch_indices(self, index: int) -> list[tuple[int, int]]:
+        """``(pass, sample index)`` pairs of batch ``index`` of the current epoch."""
+        n, b = len(self.dataset), self.batch_size
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range (epoch has {len(self)})")
+        if self.steps_per_epoch:
+            start = (self.epoch * self.steps_per_epoch + index) * b
+            positions = np.arange(start, start + b)
+            passes = positions // n
+            orders = {int(p): epoch_permutation(n, self.seed, int(p), self.shuffle) for p in np.unique(passes)}
+            return [(int(p), int(orders[int(p)][pos % n])) for p, pos in zip(passes, positions)]
+        order = epoch_permutation(n, self.seed, self.epoch, self.shuffle)
+        remainder = n % b
+        if remainder == 0:
+            start, stop = index * b, (index + 1) * b
+        elif index == 0:
+            start, stop = 0, remainder
+        else:
+            start, stop = remainder + (index - 1) * b, remainder + index * b
+        return [(self.epoch, int(i)) for i in order[start:stop]]
+
+    def load_sample(self, index: int, seed: int | None) -> Sample:
+        record = self.dataset.records[index]
+        image = self.dataset.load_image(index)
+        masks = self.dataset.load_masks(index) if self.with_masks else None
+        image, boxes, kept, masks, transform = apply_pipeline(self.pipeline, image, record.boxes, masks, seed)
+        return Sample(
+            image=image,
+            boxes=boxes,
+            class_ids=record.class_ids[kept],
+            iscrowd=record.iscrowd[kept],
+            masks=masks,
+            image_id=record.image_id,
+            transform=transform,
+            original_size=(record.height, record.width),
+        )
+
+    def samples(self, index: int) -> list[Sample]:
+        return [self.load_sample(i, sample_seed(self.seed, p, i)) for p, i in self.batch_indices(index)]
+
+    def __getitem__(self, index: int):
+        return self.encoder(self.samples(index))

@@ -1,0 +1,154 @@
+"""Dataset records: the one in-memory form every importer produces.
+
+Conventions (used everywhere inside detectlab):
+
+- ``boxes``: ``(N, 4) float32``, ``y1, x1, y2, x2`` in pixels of the original image; the
+  box covers ``[x1, x2) x [y1, y2)``, so a COCO ``[x, y, w, h]`` is ``[y, x, y+h, x+w]``.
+- ``class_ids``: ``(N,) int32``, contiguous ``0 .. num_classes-1`` (no background slot);
+  ``DetectionDataset.category_ids[k]`` is the COCO category id of class ``k``.
+- images: ``uint8 (H, W, 3)`` RGB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from detectlab.errors import DataError
+
+cv2.setNumThreads(0)  # the loader parallelises across processes, not inside OpenCV
+
+
+@dataclass
+class ImageRecord:
+    """One image and its instances."""
+
+    image_id: int
+    path: str
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) float32, y1 x1 y2 x2, pixels
+    class_ids: np.ndarray  # (N,) int32, contiguous class index
+    iscrowd: np.ndarray = None  # (N,) bool: crowd regions (ignored as targets)
+    difficult: np.ndarray = None  # (N,) bool: VOC "difficult" (ignored by VOC AP)
+    segmentations: list | None = None  # N COCO segmentations (polygons or RLE), or None
+    annotation_ids: np.ndarray = None  # (N,) int64, for error messages
+
+    def __post_init__(self):
+        n = len(self.boxes)
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(n, 4)
+        self.class_ids = np.asarray(self.class_ids, np.int32).reshape(n)
+        self.iscrowd = _flags(self.iscrowd, n)
+        self.difficult = _flags(self.difficult, n)
+        if self.annotation_ids is None:
+            self.annotation_ids = np.arange(n, dtype=np.int64)
+
+    @property
+    def num_instances(self) -> int:
+        return len(self.boxes)
+
+
+def _flags(values, n: int) -> np.ndarray:
+    return np.zeros(n, bool) if values is None else np.asarray(values, bool).reshape(n)
+
+
+@dataclass
+class DetectionDataset:
+    """Images with instances, plus the class list and where they came from.
+
+    ``annotation_file`` is the COCO JSON the records were read from (importers of other
+    formats write one), used as ground truth by :mod:`detectlab.evaluation`.
+    """
+
+    records: list[ImageRecord]
+    class_names: list[str]
+    category_ids: list[int]
+    annotation_file: str | None = None
+    _coco: object = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> ImageRecord:
+        return self.records[index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """The image of record ``index``: ``uint8 (H, W, 3)`` RGB."""
+        return read_image(self.records[index])
+
+    def load_masks(self, index: int) -> np.ndarray:
+        """Instance masks of record ``index``: ``uint8 (N, H, W)`` of 0/1."""
+        return decode_masks(self.records[index])
+
+    def class_counts(self) -> np.ndarray:
+        """``(num_classes,) int64``: non-crowd instances per class."""
+        counts = np.zeros(self.num_classes, np.int64)
+        for r in self.records:
+            np.add.at(counts, r.class_ids[~r.iscrowd], 1)
+        return counts
+
+    def coco(self):
+        """The ground truth as a ``pycocotools.coco.COCO`` object (cached)."""
+        if self._coco is None:
+            if self.annotation_file is None:
+                raise DataError("this dataset has no COCO annotation file to evaluate against")
+            self._coco = quiet_coco(self.annotation_file)
+        return self._coco
+
+
+def quiet_coco(source):
+    """``pycocotools.coco.COCO`` from a path or a dict, without its progress prints."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(source, dict):
+            coco = COCO()
+            coco.dataset = source
+            coco.createIndex()
+            return coco
+        return COCO(str(source))
+
+
+def read_image(record: ImageRecord) -> np.ndarray:
+    """Decode an image file to RGB, checking it matches the size in the annotations."""
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations use stored pixels
+    image = cv2.imread(record.path, flags)
+    if image is None:
+        reason = "file not found" if not os.path.exists(record.path) else "cannot decode (corrupt or not an image)"
+        raise DataError(f"{record.path}: {reason}")
+    h, w = image.shape[:2]
+    if (w, h) != (record.width, record.height):
+        raise DataError(
+            f"{record.path}: image is {w}x{h} but the annotations say {record.width}x{record.height}"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_masks(record: ImageRecord) -> np.ndarray:
+    """COCO polygons / RLE of a record -> ``uint8 (N, H, W)`` binary masks."""
+    from pycocotools import mask as mask_utils
+
+    h, w = record.height, record.width
+    if record.segmentations is None:
+        raise DataError(f"{record.path}: the annotations carry no masks")
+    masks = np.zeros((record.num_instances, h, w), np.uint8)
+    for k, seg in enumerate(record.segmentations):
+        if not seg:
+            continue
+        if isinstance(seg, list):  # polygons
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            rle = seg
+        masks[k] = mask_utils.decode(rle)
+    return masks
