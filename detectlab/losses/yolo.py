@@ -1,0 +1,135 @@
+"""YOLOv3 losses: four registered terms and the object that sums them over scales.
+
+Each term takes a :class:`YoloScale` (one output scale, everything already aligned) and
+returns the *sum* over that scale; :class:`YoloLoss` adds the scales and divides by the
+batch size, as the reference does. Shapes below: ``B`` batch, ``g`` grid, ``A`` anchors of
+the scale, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from detectlab.layers.box_ops import centre_iou
+from detectlab.losses.registry import register_loss
+
+YOLO_LOSS_NAMES = ("yolo_xy_loss", "yolo_wh_loss", "yolo_confidence_loss", "yolo_class_loss")
+
+
+class YoloScale(NamedTuple):
+    """One output scale, prepared for the loss terms (all float32)."""
+
+    raw: tf.Tensor  # (B, g, g, A, 5 + C) raw network output
+    object_mask: tf.Tensor  # (B, g, g, A, 1) 1 where a ground truth is assigned
+    true_xy: tf.Tensor  # (B, g, g, A, 2) centre offset inside its cell, in [0, 1]
+    true_wh: tf.Tensor  # (B, g, g, A, 2) log(wh / anchor), 0 where no object
+    box_loss_scale: tf.Tensor  # (B, g, g, A, 1) 2 - w * h (w, h relative to the input)
+    true_class: tf.Tensor  # (B, g, g, A, C) one-hot
+    ignore_mask: tf.Tensor  # (B, g, g, A, 1) 1 where the best IoU with any GT < ignore_thresh
+    class_weights: tf.Tensor  # (C,) per-class weight of the class term
+
+
+def _bce(labels, logits):
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+@register_loss("yolo_xy_loss")
+def yolo_xy_loss(s: YoloScale) -> tf.Tensor:
+    """``obj * box_loss_scale * BCE(true xy offset, raw xy)``."""
+    return tf.reduce_sum(s.object_mask * s.box_loss_scale * _bce(s.true_xy, s.raw[..., 0:2]))
+
+
+@register_loss("yolo_wh_loss")
+def yolo_wh_loss(s: YoloScale) -> tf.Tensor:
+    """``obj * box_loss_scale * 0.5 * (log(true wh / anchor) - raw wh)^2``."""
+    return tf.reduce_sum(s.object_mask * s.box_loss_scale * 0.5 * tf.square(s.true_wh - s.raw[..., 2:4]))
+
+
+@register_loss("yolo_confidence_loss")
+def yolo_confidence_loss(s: YoloScale) -> tf.Tensor:
+    """``obj * BCE + (1 - obj) * BCE * ignore_mask`` on the objectness logit."""
+    bce = _bce(s.object_mask, s.raw[..., 4:5])
+    return tf.reduce_sum(s.object_mask * bce + (1.0 - s.object_mask) * bce * s.ignore_mask)
+
+
+@register_loss("yolo_class_loss")
+def yolo_class_loss(s: YoloScale) -> tf.Tensor:
+    """``obj * BCE(one-hot class, raw class logits)``, each class weighted."""
+    return tf.reduce_sum(s.object_mask * _bce(s.true_class, s.raw[..., 5:]) * s.class_weights)
+
+
+class YoloLoss:
+    """Computes every named YOLO term over all scales.
+
+    ``anchors``: ``(A_total, 2)`` w, h in input pixels; ``anchor_masks[l]``: the anchors of
+    output ``l`` (``l = 0`` is stride 32). Targets come from
+    :class:`~detectlab.data.yolo_targets.YoloTargetEncoder`.
+    """
+
+    def __init__(self, anchors, anchor_masks, num_classes: int, ignore_thresh: float = 0.5, class_weights=None, terms=YOLO_LOSS_NAMES):
+        self.anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
+        self.anchor_masks = [list(m) for m in anchor_masks]
+        self.num_classes = int(num_classes)
+        self.ignore_thresh = float(ignore_thresh)
+        weights = np.ones(self.num_classes, np.float32) if class_weights is None else np.asarray(class_weights, np.float32)
+        if weights.shape != (self.num_classes,):
+            raise ValueError(f"class_weights needs {self.num_classes} values, got {weights.shape}")
+        self.class_weights = weights
+        self.terms = tuple(terms)
+
+    def __call__(self, y_true: dict, y_pred: list) -> dict[str, tf.Tensor]:
+        from detectlab.registry import LOSSES
+
+        batch = tf.cast(tf.shape(y_pred[0])[0], tf.float32)
+        totals = {name: tf.zeros(()) for name in self.terms}
+        for level, raw in enumerate(y_pred):
+            scale = self.prepare(level, raw, y_true[f"targets_{level}"], y_true["gt_boxes"])
+            for name in self.terms:
+                totals[name] += LOSSES.get(name)(scale)
+        return {name: value / batch for name, value in totals.items()}
+
+    def prepare(self, level: int, raw, target, gt_boxes) -> YoloScale:
+        """Align one scale's raw output ``(B, g, g, A*(5+C))`` with its targets."""
+        anchors = tf.constant(self.anchors[self.anchor_masks[level]])  # (A, 2)
+        num_anchors = len(self.anchor_masks[level])
+        raw = tf.cast(raw, tf.float32)
+        shape = tf.shape(raw)
+        raw = tf.reshape(raw, [shape[0], shape[1], shape[2], num_anchors, 5 + self.num_classes])
+        grid_hw = tf.cast(shape[1:3], tf.float32)
+        grid_wh = grid_hw[::-1]
+        input_wh = grid_wh * (32.0 / 2**level)
+        grid = _grid_xy(shape[1], shape[2])  # (g, g, 1, 2)
+
+        target = tf.cast(target, tf.float32)
+        object_mask = target[..., 4:5]
+        true_xy = target[..., 0:2] * grid_wh - grid
+        ratio = target[..., 2:4] * input_wh / anchors
+        true_wh = tf.where(object_mask > 0, tf.math.log(tf.maximum(ratio, 1e-9)), tf.zeros_like(ratio))
+        box_loss_scale = 2.0 - target[..., 2:3] * target[..., 3:4]
+        true_class = tf.one_hot(tf.cast(target[..., 5], tf.int32), self.num_classes)
+
+        pred_xy = (tf.sigmoid(raw[..., 0:2]) + grid) / grid_wh
+        pred_wh = tf.exp(tf.minimum(raw[..., 2:4], 10.0)) * anchors / input_wh
+        pred = tf.concat([pred_xy, pred_wh], -1)  # (B, g, g, A, 4) cx cy w h
+        gt = tf.cast(gt_boxes, tf.float32)[:, None, None, None, :, :]  # (B, 1, 1, 1, M, 4)
+        best_iou = tf.reduce_max(centre_iou(pred[..., None, :], gt), axis=-1, keepdims=True)
+        ignore_mask = tf.stop_gradient(tf.cast(best_iou < self.ignore_thresh, tf.float32))
+        return YoloScale(
+            raw=raw,
+            object_mask=object_mask,
+            true_xy=true_xy,
+            true_wh=true_wh,
+            box_loss_scale=box_loss_scale,
+            true_class=true_class,
+            ignore_mask=ignore_mask,
+            class_weights=tf.constant(self.class_weights),
+        )
+
+
+def _grid_xy(height, width):
+    """``(h, w, 1, 2)`` cell offsets in x, y order."""
+    gy, gx = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
+    return tf.cast(tf.stack([gx, gy], -1)[:, :, None, :], tf.float32)

@@ -1,0 +1,93 @@
+"""What every detectlab model shares: named losses, config round trip, layer presets.
+
+Models are *functional subclasses* of ``keras.Model``: the graph is built in ``__init__``
+from plain constructor arguments (so ``get_config``/``from_config`` round-trip and
+``keras.saving.load_model(..., safe_mode=True)`` rebuilds them), its layers are flat and
+named (for by-name weight loading and layer presets), and ``compute_loss`` returns the
+weighted sum of the family's named losses, each tracked by a ``keras.metrics.Mean`` of the
+same name, so every term reaches the progress bar, History, CSV and TensorBoard.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import tensorflow as tf
+
+from detectlab.errors import ConfigError
+
+L2_LOSS = "l2_loss"
+
+
+def replica_scale(value):
+    """Divide a per-replica loss by the number of replicas, as Keras' own losses do."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return value if replicas == 1 else value * (1.0 / replicas)
+
+
+class DetectorModel(keras.Model):
+    """Base class. Subclasses set ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build the graph."""
+
+    LOSS_NAMES: tuple[str, ...] = ()
+    # preset name -> regex of the layers that train (matched against full layer names)
+    LAYER_PRESETS: dict[str, str] = {"all": ".*"}
+
+    def _init_losses(self, loss_weights: dict | None) -> None:
+        weights = dict(loss_weights or {})
+        unknown = sorted(set(weights) - set(self.LOSS_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"loss.weights: unknown loss '{unknown[0]}' for {type(self).__name__}; "
+                f"known: {', '.join(self.LOSS_NAMES)}"
+            )
+        self.loss_weights = {name: float(weights.get(name, 1.0)) for name in self.LOSS_NAMES}
+        self.loss_trackers = {
+            name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, L2_LOSS)
+        }
+
+    def total_loss(self, terms: dict) -> tf.Tensor:
+        """Weight, track and sum named loss terms (+ the layers' L2 regularisation)."""
+        total = 0.0
+        for name in self.LOSS_NAMES:
+            value = self.loss_weights[name] * tf.cast(terms[name], tf.float32)
+            self.loss_trackers[name].update_state(value)
+            total = total + value
+        l2 = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else tf.zeros(())
+        self.loss_trackers[L2_LOSS].update_state(l2)
+        return replica_scale(total + l2)
+
+    # -- layer presets -------------------------------------------------------------------
+
+    def set_trainable_layers(self, preset_or_regex: str) -> list[str]:
+        """Make the layers matching a preset (or a regex) trainable and freeze the rest.
+
+        Returns the names of the layers that have weights and train. Frozen batch
+        normalisation layers run in inference mode.
+        """
+        pattern = self.LAYER_PRESETS.get(preset_or_regex, preset_or_regex)
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            presets = ", ".join(self.LAYER_PRESETS)
+            raise ConfigError(f"layers: '{preset_or_regex}' is neither a preset ({presets}) nor a valid regex: {exc}") from None
+        trained = []
+        for layer in self.layers:
+            if not layer.weights:
+                continue
+            layer.trainable = bool(regex.fullmatch(layer.name))
+            if layer.trainable:
+                trained.append(layer.name)
+        if not trained:
+            presets = ", ".join(self.LAYER_PRESETS)
+            raise ConfigError(f"layers: '{preset_or_regex}' matches no layer with weights (presets: {presets})")
+        return trained
+
+    # -- serialisation -------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        return {**self.constructor_args, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)

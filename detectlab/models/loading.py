@@ -1,0 +1,31 @@
+"""Build a model from a recipe and load weights into it (for evaluation / inference)."""
+
+from __future__ import annotations
+
+from detectlab.config import Config
+from detectlab.data.records import DetectionDataset
+from detectlab.errors import ConfigError
+from detectlab.registry import MODELS
+from detectlab.utils import log
+from detectlab.weights.by_name import load_weights
+
+
+def model_from_config(cfg: Config, weights: str | None, dataset: DetectionDataset | None = None, exclude: str | None = None):
+    """The recipe's model with ``weights`` loaded (all layers must be found)."""
+    num_classes = cfg.model.num_classes or (dataset.num_classes if dataset is not None else None)
+    if num_classes is None:
+        raise ConfigError("model.num_classes is not set: pass --set model.num_classes=N or a dataset")
+    if dataset is not None and dataset.num_classes != num_classes:
+        raise ConfigError(
+            f"the model has {num_classes} classes but {dataset.annotation_file} has {dataset.num_classes} categories"
+        )
+    family = MODELS.get(cfg.model.family)
+    family.check(cfg.model)
+    model = family.build(cfg, num_classes, None)
+    if weights:
+        report = load_weights(model, weights, exclude)
+        if report.missing and not exclude:
+            log.warning("%s: %s", weights, report.summary())
+        else:
+            log.info("%s: %s", weights, report.summary())
+    return model
