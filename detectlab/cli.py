@@ -1,0 +1,125 @@
+"""Shared command-line plumbing for ``tools/*.py``: one-line errors, config from flags."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from detectlab.config import Config, load_config
+from detectlab.errors import ConfigError, DetectlabError
+from detectlab.utils import setup_logging
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming it (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a tool's ``main``; user errors become one line on stderr and exit code 1 or 2."""
+    setup_logging()
+    try:
+        code = main() or 0
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except DetectlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except Exception as exc:  # errors raised in data workers arrive wrapped by tf.data
+        message = user_error_in(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+_WRAPPED = re.compile(r"(?:DataError|ConfigError|WeightsError|DetectlabError|TrainingError): ([^\n]+)")
+
+
+def user_error_in(exc: BaseException) -> str | None:
+    """The first detectlab error message inside a wrapped exception (tf.data, workers)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DetectlabError):
+            return str(exc)
+        match = _WRAPPED.search(str(exc))
+        if match:
+            return match.group(1).strip()
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="recipe YAML (models/*.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe value, e.g. --set train.lr=0.01 (repeatable)")
+
+
+def load_cli_config(config: str | None, overrides: list[str], fallback: Path | None = None) -> Config:
+    """The recipe from ``--config``, else ``fallback`` (a run's ``config.yaml``)."""
+    path = config or (str(fallback) if fallback is not None and fallback.is_file() else None)
+    if path is None:
+        raise ConfigError("--config is required (a recipe from models/, or a run folder's config.yaml)")
+    return load_config(path, overrides)
+
+
+def run_config_for(weights: str | None) -> Path | None:
+    """``config.yaml`` of the run a checkpoint belongs to (``RUN/checkpoints/x.keras``)."""
+    if not weights:
+        return None
+    path = Path(weights).resolve()
+    for parent in (path.parent, path.parent.parent):
+        if (parent / "config.yaml").is_file():
+            return parent / "config.yaml"
+    return None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value

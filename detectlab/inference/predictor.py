@@ -1,0 +1,112 @@
+"""Run a trained model on images: letterbox in, detections in original pixels out.
+
+Works for any number of images (batched internally); the family's
+``model.inference_model(score, nms, max)`` supplies decoding and NMS in-graph.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from detectlab.data.records import DetectionDataset
+from detectlab.data.transforms import letterbox
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in its original pixels.
+
+    ``boxes (K, 4) float32`` y1 x1 y2 x2; ``scores (K,)``; ``class_ids (K,) int32``
+    (contiguous class index); ``masks`` ``uint8 (K, H, W)`` or None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Predictor:
+    def __init__(self, model, image_size: int, score_threshold: float = 0.3, nms_threshold: float = 0.45, max_detections: int = 100, batch_size: int = 8):
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.network = model.inference_model(score_threshold, nms_threshold, max_detections)
+        spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
+        self._run = tf.function(lambda x: self.network(x, training=False), input_signature=[spec])
+
+    def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, tuple]:
+        return letterbox(image, self.image_size)
+
+    def predict(self, images: list[np.ndarray]) -> list[Detections]:
+        """``images``: RGB ``uint8 (H, W, 3)`` arrays of any sizes."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [self.letterbox(im) for im in images[start : start + self.batch_size]]
+            out += self._predict_letterboxed(batch, [im.shape[:2] for im in images[start : start + self.batch_size]])
+        return out
+
+    def predict_dataset(self, dataset: DetectionDataset, limit: int | None = None) -> list[Detections]:
+        """Detections for every record (in order), loading images in background threads."""
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        chunks = [range(s, min(s + self.batch_size, count)) for s in range(0, count, self.batch_size)]
+
+        def load(chunk):
+            images = [dataset.load_image(i) for i in chunk]
+            return [self.letterbox(im) for im in images], [im.shape[:2] for im in images]
+
+        out: list[Detections] = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for batch, shapes in pool.map(load, chunks):
+                out += self._predict_letterboxed(batch, shapes)
+        return out
+
+    def _predict_letterboxed(self, batch, shapes) -> list[Detections]:
+        x = np.stack([im for im, _ in batch]).astype(np.float32)
+        result = {k: v.numpy() for k, v in self._run(x).items()}
+        out = []
+        for k, ((_, transform), (h, w)) in enumerate(zip(batch, shapes)):
+            n = int(result["valid"][k])
+            boxes = unletterbox(result["boxes"][k, :n] * self.image_size, transform, (h, w))
+            out.append(Detections(boxes, result["scores"][k, :n], result["class_ids"][k, :n].astype(np.int32)))
+        return out
+
+
+def unletterbox(boxes: np.ndarray, transform, shape_hw) -> np.ndarray:
+    """Map y1 x1 y2 x2 boxes from the letterboxed frame back to the original image."""
+    sy, sx, ty, tx = transform
+    out = np.empty_like(boxes, dtype=np.float32)
+    out[:, [0, 2]] = (boxes[:, [0, 2]] - ty) / sy
+    out[:, [1, 3]] = (boxes[:, [1, 3]] - tx) / sx
+    h, w = shape_hw
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, h)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, w)
+    return out
+
+
+def to_coco_results(dataset: DetectionDataset, detections: list[Detections]) -> list[dict]:
+    """COCO results list (``bbox`` as x, y, w, h; original category ids; RLE masks)."""
+    results = []
+    for record, det in zip(dataset.records, detections):
+        for k in range(len(det)):
+            y1, x1, y2, x2 = (float(v) for v in det.boxes[k])
+            entry = {
+                "image_id": record.image_id,
+                "category_id": dataset.category_ids[int(det.class_ids[k])],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(det.scores[k]), 5),
+            }
+            if det.masks is not None:
+                from pycocotools import mask as mask_utils
+
+                rle = mask_utils.encode(np.asfortranarray(det.masks[k].astype(np.uint8)))
+                rle["counts"] = rle["counts"].decode("ascii")
+                entry["segmentation"] = rle
+            results.append(entry)
+    return results

@@ -1,0 +1,151 @@
+"""Callbacks of our own; they work under ``fit`` and under a ``CallbackList`` driven by an
+alternating ``train_on_batch`` loop alike (they only read ``logs`` and ``self.model``).
+
+- :class:`LearningRateLogger` puts ``learning_rate`` into batch and epoch logs, so the
+  progress bar, CSV and TensorBoard show it (place it before them).
+- :class:`NonFiniteLossGuard` stops training when a logged loss becomes NaN/inf and
+  remembers which one.
+- :class:`AtomicCheckpoint` writes ``epoch_NNN.keras``, ``last.keras``, ``best.keras`` and
+  ``state.json`` atomically, never after a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from detectlab.utils import atomic_path, atomic_write_json, log
+
+STATE_FILE = "state.json"
+
+
+def _current_lr(model) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        lr = _current_lr(self.model)
+        if logs is not None and lr is not None:
+            logs["learning_rate"] = lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_train_batch_end(0, logs)
+
+
+@dataclass
+class NonFiniteEvent:
+    name: str
+    value: float
+    epoch: int
+    batch: int
+
+    def message(self) -> str:
+        return f"loss '{self.name}' became {self.value} at epoch {self.epoch + 1}, batch {self.batch + 1}"
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stop at the first batch whose named losses are not all finite."""
+
+    def __init__(self, names: tuple[str, ...] | None = None):
+        super().__init__()
+        self.names = names
+        self.event: NonFiniteEvent | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.event is not None or not logs:
+            return
+        names = self.names or [k for k in logs if k.endswith("loss")]
+        for name in names:
+            value = logs.get(name)
+            if value is not None and not math.isfinite(float(value)):
+                self.event = NonFiniteEvent(name, float(value), self._epoch, batch)
+                log.error("stopping: %s", self.event.message())
+                self.model.stop_training = True
+                return
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save the whole model (weights + optimizer state) at the end of every epoch.
+
+    Files in ``directory``: ``epoch_NNN.keras`` (the newest ``keep``), ``last.keras``,
+    ``best.keras`` (by ``monitor``, lower is better) and ``state.json`` with the number
+    of finished epochs, written last so it always names complete files.
+    """
+
+    def __init__(self, directory, keep: int = 3, monitor: str = "val_loss", guard: NonFiniteLossGuard | None = None, extra_state: dict | None = None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.keep = int(keep)
+        self.monitor = monitor
+        self.guard = guard
+        self.extra_state = dict(extra_state or {})
+        previous = read_state(self.directory)
+        self.best = previous.get("best", math.inf) if previous else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if (self.guard is not None and self.guard.event is not None) or not _finite(logs):
+            log.warning("epoch %d: not saving a checkpoint after a non-finite loss", epoch + 1)
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        epoch_file = self.directory / f"epoch_{epoch + 1:03d}.keras"
+        with atomic_path(epoch_file, ".keras") as tmp:
+            self.model.save(tmp)
+        _replace_with_link(epoch_file, self.directory / "last.keras")
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is not None and float(value) < self.best:
+            self.best = float(value)
+            _replace_with_link(epoch_file, self.directory / "best.keras")
+        atomic_write_json(
+            self.directory / STATE_FILE,
+            {
+                **self.extra_state,
+                "epoch": epoch + 1,
+                "checkpoint": epoch_file.name,
+                "monitor": self.monitor,
+                "best": self.best,
+                "logs": {k: float(v) for k, v in logs.items() if np.isscalar(v)},
+            },
+        )
+        self._prune()
+
+    def _prune(self) -> None:
+        epochs = sorted(self.directory.glob("epoch_*.keras"))
+        for old in epochs[: max(0, len(epochs) - self.keep)]:
+            old.unlink(missing_ok=True)
+
+
+def read_state(directory) -> dict | None:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _finite(logs: dict) -> bool:
+    return all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss") and np.isscalar(v))
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    """Atomically make ``target`` the same file as ``source`` (hard link, else a copy)."""
+    with atomic_path(target, ".keras") as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(source, tmp)

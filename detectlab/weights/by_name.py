@@ -1,0 +1,149 @@
+"""Load weights into a model layer by layer, matching layer names.
+
+Sources:
+
+- ``.keras``: our checkpoints (the model is rebuilt from the archive's config);
+- ``.h5``: the classic Keras by-name layout (``layer_names`` / ``weight_names`` attributes,
+  optionally under ``model_weights/``), the layout the reference Keras Mask R-CNN, Faster
+  R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
+- ``.weights``: Darknet files (see :mod:`detectlab.weights.darknet`).
+
+Layers matching ``exclude`` (a regex) are skipped, e.g. the class-specific heads when
+fine-tuning on another class set. A layer whose shapes differ is an error naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from detectlab.errors import WeightsError
+from detectlab.utils import atomic_path
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # model layers with weights absent from the file
+    unused: list[str] = field(default_factory=list)  # file layers the model does not have
+
+    def summary(self) -> str:
+        parts = [f"loaded {len(self.loaded)} layers"]
+        if self.excluded:
+            parts.append(f"excluded {len(self.excluded)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} model layers not in the file (e.g. {self.missing[0]})")
+        if self.unused:
+            parts.append(f"{len(self.unused)} file layers not in the model (e.g. {self.unused[0]})")
+        return ", ".join(parts)
+
+
+def load_weights(model, path, exclude: str | None = None) -> LoadReport:
+    """Load ``path`` into ``model`` by layer name (Darknet files by layer order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".weights":
+        from detectlab.weights.darknet import load_darknet_weights
+
+        return load_darknet_weights(model, path)
+    if path.suffix == ".keras":
+        weights = read_keras_archive(path)
+    elif path.suffix in (".h5", ".hdf5"):
+        weights = read_h5(path)
+    else:
+        raise WeightsError(f"{path}: unknown weights format (expected .keras, .h5 or Darknet .weights)")
+    return assign(model, weights, str(path), exclude)
+
+
+def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: str | None = None) -> LoadReport:
+    """Set each model layer's weights from ``weights[layer.name]`` after checking shapes."""
+    pattern = re.compile(exclude) if exclude else None
+    report = LoadReport()
+    updates = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if pattern is not None and pattern.fullmatch(layer.name):
+            report.excluded.append(layer.name)
+            continue
+        values = weights.get(layer.name)
+        if values is None:
+            report.missing.append(layer.name)
+            continue
+        expected = [tuple(w.shape) for w in layer.weights]
+        found = [tuple(v.shape) for v in values]
+        if expected != found:
+            raise WeightsError(
+                f"{source}: layer '{layer.name}' has shapes {found} in the file but {expected} in the model "
+                f"(exclude it to fine-tune, e.g. --exclude '{layer.name}')"
+            )
+        updates.append((layer, values))
+        report.loaded.append(layer.name)
+    if not updates:
+        raise WeightsError(f"{source}: no layer name matches the model (is this a weights file for this model?)")
+    for layer, values in updates:
+        layer.set_weights(values)
+    names = {layer.name for layer in model.layers}
+    report.unused = sorted(set(weights) - names)
+    return report
+
+
+def read_keras_archive(path) -> dict[str, list[np.ndarray]]:
+    import keras
+
+    try:
+        saved = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # a damaged or foreign archive: say which file and why
+        raise WeightsError(f"{path}: cannot read Keras archive: {str(exc).splitlines()[0]}") from None
+    return {layer.name: layer.get_weights() for layer in saved.layers if layer.weights}
+
+
+def read_h5(path) -> dict[str, list[np.ndarray]]:
+    """Classic Keras by-name HDF5 layout -> ``{layer name: [arrays]}``."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise WeightsError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise WeightsError(
+                f"{path}: no 'layer_names' attribute: not a by-name Keras weights file "
+                "(Keras 3 '.weights.h5' files store no layer names; use a .keras checkpoint)"
+            )
+        out = {}
+        for raw_name in group.attrs["layer_names"]:
+            name = _text(raw_name)
+            layer_group = group[name]
+            out[name] = [np.asarray(layer_group[_text(w)]) for w in layer_group.attrs.get("weight_names", [])]
+        return {k: v for k, v in out.items() if v}
+
+
+def save_h5(model, path) -> None:
+    """Write ``model``'s weights in the classic by-name layout, atomically."""
+    with atomic_path(path, Path(path).suffix) as tmp:
+        with h5py.File(tmp, "w") as f:
+            named = [layer for layer in model.layers if layer.weights]
+            f.attrs["layer_names"] = [layer.name.encode() for layer in named]
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = b"3"
+            for layer in named:
+                g = f.create_group(layer.name)
+                weight_names = [f"{layer.name}/{_short_name(w)}:0" for w in layer.weights]
+                g.attrs["weight_names"] = [n.encode() for n in weight_names]
+                for name, value in zip(weight_names, layer.get_weights()):
+                    g.create_dataset(name, data=value)
+
+
+def _short_name(variable) -> str:
+    return variable.path.split("/")[-1] if hasattr(variable, "path") else variable.name
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

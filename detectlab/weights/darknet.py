@@ -1,0 +1,155 @@
+"""Darknet ``.weights`` files: read them into our YOLO models, write them (for tests).
+
+File layout: a header of ``major, minor, revision`` (int32) and ``seen`` (int64 when
+``major*10 + minor >= 2``, else int32), then float32 parameters per convolution in
+``.cfg`` order: with batch norm ``beta, gamma, mean, variance``, else ``bias``; then the
+kernel as ``(out, in, kh, kw)``.
+
+A file holds either the whole network or only its first convolutions (the backbone, e.g.
+``darknet53.conv.74``). A whole network trained for another number of classes loads
+everything except the three output convolutions, which are reported by name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from detectlab.errors import WeightsError
+from detectlab.weights.by_name import LoadReport
+
+_CONV = re.compile(r"(darknet|yolo)_conv_(\d+)$")
+_OUTPUT = re.compile(r"yolo_output_(\d+)$")
+
+
+def darknet_convolutions(model) -> list[tuple[object, object | None]]:
+    """``(conv, batch_norm or None)`` pairs in ``.cfg`` order.
+
+    Convolutions carry their ``.cfg`` index in their names; an output convolution
+    (``yolo_output_L``) comes right after the convolution that feeds it.
+    """
+    by_name = {layer.name: layer for layer in model.layers}
+    order = []
+    for layer in model.layers:
+        m = _CONV.match(layer.name)
+        if m:
+            order.append((float(m.group(2)), layer, by_name.get(f"{m.group(1)}_bn_{m.group(2)}")))
+        elif _OUTPUT.match(layer.name):
+            feeder = layer.input._keras_history.operation.name
+            order.append((float(re.search(r"_(\d+)$", feeder).group(1)) + 0.5, layer, None))
+    order.sort(key=lambda t: t[0])
+    return [(conv, bn) for _, conv, bn in order]
+
+
+def _conv_size(conv, bn, filters: int | None = None) -> int:
+    kh, kw, cin, cout = conv.kernel.shape
+    cout = filters or cout
+    return (4 if bn is not None else 1) * cout + cout * cin * kh * kw
+
+
+def read_darknet(path) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    path = Path(path)
+    raw = path.read_bytes()
+    if len(raw) < 16:
+        raise WeightsError(f"{path}: too short for a Darknet weights file")
+    major, minor, revision = np.frombuffer(raw[:12], np.int32)
+    if major > 1000 or minor > 1000:
+        raise WeightsError(f"{path}: not a Darknet weights file (header {major}.{minor})")
+    wide = major * 10 + minor >= 2
+    seen = int(np.frombuffer(raw[12:20], np.int64)[0]) if wide else int(np.frombuffer(raw[12:16], np.int32)[0])
+    body = raw[20:] if wide else raw[16:]
+    if len(body) % 4:
+        raise WeightsError(f"{path}: parameter block is not a whole number of float32 values")
+    return (int(major), int(minor), int(revision), seen), np.frombuffer(body, np.float32)
+
+
+def load_darknet_weights(model, path) -> LoadReport:
+    """Fill ``model``'s convolutions (and batch norms) from a Darknet file, in order."""
+    _, data = read_darknet(path)
+    layers = darknet_convolutions(model)
+    if not layers:
+        raise WeightsError(f"{path}: the model has no Darknet-style layers (is it a YOLO model?)")
+    sizes = [_conv_size(conv, bn) for conv, bn in layers]
+    body = sum(1 for conv, _ in layers if conv.name.startswith("darknet_"))
+    report = LoadReport()
+    count = len(layers)
+    if data.size == sum(sizes[:body]):
+        count = body
+        report.missing = [conv.name for conv, _ in layers[body:]]
+    elif data.size != sum(sizes):
+        sizes = _sizes_for_other_classes(model, layers, sizes, data.size)
+        if sizes is None:
+            raise WeightsError(
+                f"{path}: holds {data.size} parameters; this model needs {sum(_conv_size(c, b) for c, b in layers)} "
+                f"(whole network) or {sum(_conv_size(c, b) for c, b in layers[:body])} (backbone only): "
+                "another architecture or width?"
+            )
+    offset = 0
+    for (conv, bn), size in zip(layers[:count], sizes):
+        chunk = data[offset : offset + size]
+        offset += size
+        if size != _conv_size(conv, bn):
+            report.excluded.append(conv.name)  # an output trained for another class count
+            continue
+        _set_conv(conv, bn, chunk)
+        report.loaded.append(conv.name)
+    return report
+
+
+def _sizes_for_other_classes(model, layers, sizes, total):
+    """Per-conv sizes if the file's outputs were trained for another class count, else None."""
+    masks = model.constructor_args.get("anchor_masks") if hasattr(model, "constructor_args") else None
+    if not masks:
+        return None
+    outputs = {i: int(_OUTPUT.match(conv.name).group(1)) for i, (conv, _) in enumerate(layers) if _OUTPUT.match(conv.name)}
+    fixed = sum(s for i, s in enumerate(sizes) if i not in outputs)
+    per_class = base = 0
+    for i, level in outputs.items():
+        kh, kw, cin, _ = layers[i][0].kernel.shape
+        anchors = len(masks[level])
+        per_class += anchors * (cin * kh * kw + 1)
+        base += anchors * 5 * (cin * kh * kw + 1)
+    remaining = total - fixed - base
+    if remaining <= 0 or remaining % per_class:
+        return None
+    classes = remaining // per_class
+    out = list(sizes)
+    for i, level in outputs.items():
+        out[i] = _conv_size(layers[i][0], None, filters=len(masks[level]) * (5 + classes))
+    return out
+
+
+def _set_conv(conv, bn, chunk: np.ndarray) -> None:
+    kh, kw, cin, cout = conv.kernel.shape
+    offset = 0
+    if bn is not None:
+        beta, gamma, mean, var = (chunk[offset + k * cout : offset + (k + 1) * cout] for k in range(4))
+        offset += 4 * cout
+        bn.set_weights([gamma, beta, mean, var])
+        bias = None
+    else:
+        bias = chunk[:cout]
+        offset += cout
+    kernel = chunk[offset : offset + cout * cin * kh * kw].reshape(cout, cin, kh, kw).transpose(2, 3, 1, 0)
+    conv.set_weights([kernel] if bias is None else [kernel, bias])
+
+
+def write_darknet(model, path, body_only: bool = False, version=(0, 2, 0), seen: int = 0) -> None:
+    """Write ``model`` in Darknet's format (the inverse of :func:`load_darknet_weights`)."""
+    chunks = []
+    for conv, bn in darknet_convolutions(model):
+        if body_only and not conv.name.startswith("darknet_"):
+            break
+        weights = conv.get_weights()
+        if bn is not None:
+            gamma, beta, mean, var = bn.get_weights()
+            chunks += [beta, gamma, mean, var]
+        else:
+            chunks.append(weights[1])
+        chunks.append(weights[0].transpose(3, 2, 0, 1).reshape(-1))
+    major, minor, revision = version
+    header = np.array([major, minor, revision], np.int32).tobytes()
+    header += np.array([seen], np.int64 if major * 10 + minor >= 2 else np.int32).tobytes()
+    Path(path).write_bytes(header + np.concatenate([c.reshape(-1) for c in chunks]).astype(np.float32).tobytes())
