@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Benchmark training, data loading and inference; prints one JSON line per measurement.
+
+    python tools/benchmark.py --config models/yolov3_darknet53_coco416.yaml --batch 2 \
+        --precision float32 mixed_bfloat16 --loader-workers 2
+
+Models are random-initialised; batches come from the family's real generator (augmented,
+target-encoded) over synthetic JPEG files at the benchmark image size. MFU is
+3 x forward FLOPs/image x images/s over the FLOP/s of a 2048^3 matmul in the same precision,
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, non_negative_int, positive_int, run  # noqa: E402
+
+
+def main() -> int:
+    p = ArgumentParser(description="detectlab benchmark", prog="benchmark.py")
+    add_config_flags(p)
+    p.add_argument("--batch", type=positive_int, default=2)
+    p.add_argument("--image-size", type=positive_int, help="default: the recipe's model.image_size")
+    p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"], choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--num-classes", type=positive_int, default=80)
+    p.add_argument("--steps", type=positive_int, default=10, help="timed training steps (median reported)")
+    p.add_argument("--warmup", type=positive_int, default=3)
+    p.add_argument("--loader-workers", type=non_negative_int, default=2)
+    p.add_argument("--loader-batches", type=positive_int, default=20)
+    p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "loader", "inference"])
+    args = p.parse_args()
+
+    import keras
+
+    from detectlab import benchmark as bench
+    from detectlab.data.coco import load_coco
+    from detectlab.data.shapes import write_shapes_dataset
+    from detectlab.inference.predictor import Predictor
+    from detectlab.registry import MODELS
+    from detectlab.training.optimizers import make_optimizer
+    from detectlab.training.runner import make_generators
+
+    cfg = load_cli_config(args.config, args.overrides)
+    size = args.image_size or cfg.model.image_size
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=size, num_classes=args.num_classes),
+                              train=dataclasses.replace(cfg.train, batch_size=args.batch, workers=0))
+    family = MODELS.get(cfg.model.family)
+    family.check(cfg.model)
+    tmp = tempfile.TemporaryDirectory()
+    images = max(32, args.batch * (args.steps + args.warmup))
+    paths = write_shapes_dataset(Path(tmp.name), train=images, val=0, size=size, seed=0)
+    dataset = load_coco(paths["train"])
+    generator, _ = make_generators(cfg, family, dataset, None, args.num_classes)
+    common = {"model": cfg.model.family, "backbone": getattr(cfg.model, "backbone", None), "image_size": size, "batch": args.batch}
+
+    loader = {}
+    if "loader" not in args.skip:
+        per_worker = bench.loader_rate(generator, args.loader_batches, 0)
+        parallel = bench.loader_rate(generator, args.loader_batches * max(1, args.loader_workers), args.loader_workers) if args.loader_workers else per_worker
+        loader = {"loader_images_per_s_per_worker": round(per_worker, 1), "loader_workers": args.loader_workers,
+                  "loader_images_per_s": round(parallel, 1)}
+    batches = [generator[i % len(generator)] for i in range(args.steps + args.warmup)]
+
+    for precision in args.precision:
+        keras.mixed_precision.set_dtype_policy(precision)
+        keras.utils.set_random_seed(0)
+        model = family.build(cfg, args.num_classes, None)
+        result = dict(common, precision=precision, jit_compile=args.jit)
+        matmul_dtype = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
+        peak = bench.matmul_flops_per_second(matmul_dtype)
+        flops = bench.forward_flops(model, (args.batch, size, size, 3))
+        result.update(forward_gflops_per_image=round(flops / 1e9, 2), matmul_tflops=round(peak / 1e12, 3))
+        if "train" not in args.skip:
+            model.compile(optimizer=make_optimizer(cfg.train, cfg.train.lr, 1000), jit_compile=args.jit)
+            times = bench.training_step_times(model, batches, args.warmup, args.steps)
+            step = statistics.median(times)
+            images_per_s = args.batch / step
+            result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
+                          mfu=round(3 * flops * images_per_s / peak, 3))
+        if "inference" not in args.skip:
+            e = cfg.eval
+            predictor = Predictor(model, size, cfg.predict.score_threshold, e.nms_threshold, e.max_detections, 1)
+            result["inference_ms_per_image"] = round(bench.inference_ms_per_image(predictor, size), 1)
+        result.update(loader)
+        result["conditions"] = bench.conditions()
+        print(json.dumps(result), flush=True)
+    keras.mixed_precision.set_dtype_policy("float32")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

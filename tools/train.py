@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Train a detector from a recipe.
+
+    python tools/train.py --config models/yolov3_tiny_shapes.yaml --workdir runs/shapes
+
+Writes DIR/config.yaml, TensorBoard logs (DIR/logs), checkpoints (DIR/checkpoints),
+DIR/history.csv and, when the recipe has a validation split, DIR/metrics.json and
+DIR/predictions.jpg. ``--resume`` continues a killed run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from detectlab.cli import (  # noqa: E402
+    ArgumentParser, add_config_flags, non_negative_int, positive_float, positive_int, run,
+)
+from detectlab.config import load_config  # noqa: E402
+from detectlab.errors import ConfigError  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__.splitlines()[1], prog="train.py")
+    add_config_flags(p)
+    p.add_argument("--workdir", required=True, help="run folder (created if missing)")
+    p.add_argument("--data", help="training data: a COCO JSON file or 'shapes'")
+    p.add_argument("--val", help="validation data: a COCO JSON file, 'shapes' or 'none'")
+    p.add_argument("--images", help="image folder of --data (default: next to the JSON)")
+    p.add_argument("--val-images", help="image folder of --val")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--steps-per-epoch", type=positive_int, help="batches per epoch (default: one pass)")
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--workers", type=non_negative_int, help="data loader processes (0: in the training process)")
+    p.add_argument("--weights", help="initial weights: .keras checkpoint, by-name .h5, or Darknet .weights")
+    p.add_argument("--exclude", help="regex of layer names not to load from --weights (e.g. 'yolo_output_.*')")
+    p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
+    p.add_argument("--layers", help="trainable layers: a preset (all, heads, ...) or a regex; one stage")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    return p.parse_args(argv)
+
+
+def overrides_from_flags(args, has_stages: bool) -> list[str]:
+    if has_stages and args.layers is None:
+        for flag in ("epochs", "lr"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(
+                    f"--{flag}: the recipe trains in stages (train.stages); set them with --set "
+                    f"train.stages=..., or train one stage with --layers"
+                )
+    mapping = {
+        "data": "data.train", "images": "data.images", "val_images": "data.val_images",
+        "epochs": "train.epochs", "steps_per_epoch": "train.steps_per_epoch", "batch_size": "train.batch_size",
+        "image_size": "model.image_size", "lr": "train.lr", "workers": "train.workers",
+        "precision": "train.precision", "layers": "train.layers",
+    }
+    out = [f"{key}={getattr(args, flag)}" for flag, key in mapping.items() if getattr(args, flag) is not None]
+    if args.data == "shapes" and args.val is None:
+        out.append("data.val=shapes")
+    if args.val is not None:
+        out.append("data.val=null" if args.val.lower() == "none" else f"data.val={args.val}")
+    if args.layers is not None:
+        out.append("train.stages=[]")
+    if args.quiet:
+        out.append("train.verbose=2")
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    workdir = Path(args.workdir)
+    source = args.config or (workdir / "config.yaml" if args.resume else None)
+    if source is None:
+        raise ConfigError("--config is required (a recipe from models/), unless --resume continues a run")
+    base = load_config(source)
+    cfg = load_config(source, args.overrides + overrides_from_flags(args, bool(base.train.stages)))
+
+    from detectlab.training.runner import train
+
+    result = train(cfg, workdir, resume=args.resume, weights=args.weights, exclude=args.exclude)
+    print()
+    print(f"run folder:   {workdir}")
+    print(f"config:       {workdir / 'config.yaml'}")
+    print(f"checkpoints:  {workdir / 'checkpoints'} (last.keras, best.keras)")
+    print(f"history:      {workdir / 'history.csv'}")
+    print(f"tensorboard:  tensorboard --logdir {workdir / 'logs'}")
+    if result.metrics is not None:
+        from detectlab.evaluation.coco_eval import format_metrics
+
+        print(f"metrics:      {workdir / 'metrics.json'}")
+        print(f"predictions:  {workdir / 'predictions.jpg'}")
+        print(format_metrics(result.metrics))
+        print(f"COCO AP50 (mAP@0.5) on the validation split: {result.metrics['bbox']['AP50']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
