@@ -16,11 +16,14 @@ from detectlab._quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from detectlab.registry import BACKBONES, DATASET_FORMATS, LOSSES, MODELS  # noqa: E402
-from detectlab import backbones  # noqa: E402,F401  (registration side effects below)
+
+# Every built-in registers itself (registries, Keras serialisation) when imported:
 from detectlab.backbones import darknet  # noqa: E402,F401
 from detectlab.data import coco  # noqa: E402,F401
+from detectlab.layers import batch_norm, conv, nms, yolo as yolo_layers  # noqa: E402,F401
 from detectlab.losses import yolo  # noqa: E402,F401
 from detectlab import models  # noqa: E402,F401
+from detectlab.training import optimizers  # noqa: E402,F401
 from detectlab.config import Config, load_config  # noqa: E402
 from detectlab.errors import DetectlabError  # noqa: E402
 

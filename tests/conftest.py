@@ -29,6 +29,17 @@ def shapes_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, shapes_dir):
+    """Four epochs of the instant YOLOv3-tiny through the runner (shared, read-only)."""
+    from detectlab.config import load_config
+    from detectlab.training.runner import train
+
+    workdir = tmp_path_factory.mktemp("run")
+    (workdir / "shapes").symlink_to(shapes_dir)
+    return train(load_config(INSTANT / "yolov3_tiny_instant.yaml", ["train.epochs=4", "train.lr=0.01"]), workdir)
+
+
 @pytest.fixture
 def tiny_cfg():
     """The instant YOLOv3-tiny recipe as a Config (callers override with `--set` strings)."""

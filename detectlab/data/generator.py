@@ -10,7 +10,11 @@ process would:
   holds the remainder (Keras fixes the batch dimension of its input signature from the
   first two batches, so a short first batch keeps it dynamic);
 - with ``steps_per_epoch``, epochs are fixed-length windows on an endless stream of
-  seeded permutations: every sample appears exactly once per pass over the data.
+  seeded permutations: every sample appears exactly once per pass over the data;
+- with ``num_shards = n`` > 1 (multi-worker training), worker ``shard_index = i`` loads
+  batches ``i, i + n, i + 2n, ...`` of the epoch (the order is the same on every worker),
+  so the workers see disjoint data and run the same number of steps; the up to ``n - 1``
+  batches left over are different ones each epoch.
 
 The model family supplies ``encoder(samples) -> (inputs, targets)``.
 """
@@ -51,6 +55,8 @@ class DetectionBatches(keras.utils.PyDataset):
         seed: int = 0,
         steps_per_epoch: int | None = None,
         with_masks: bool = False,
+        num_shards: int = 1,
+        shard_index: int = 0,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -66,11 +72,18 @@ class DetectionBatches(keras.utils.PyDataset):
         self.seed = int(seed)
         self.steps_per_epoch = steps_per_epoch
         self.with_masks = with_masks
+        self.num_shards = int(num_shards)
+        self.shard_index = int(shard_index)
         self.epoch = 0
+        if len(self) == 0:
+            raise ValueError(f"{len(dataset)} images give no batch of {batch_size} for each of {num_shards} workers")
 
     def __len__(self) -> int:
+        return self._epoch_batches() // self.num_shards
+
+    def _epoch_batches(self) -> int:
         if self.steps_per_epoch:
-            return int(self.steps_per_epoch)
+            return int(self.steps_per_epoch) * self.num_shards
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -84,8 +97,9 @@ class DetectionBatches(keras.utils.PyDataset):
         n, b = len(self.dataset), self.batch_size
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range (epoch has {len(self)})")
+        index = index * self.num_shards + self.shard_index  # this worker's share of the epoch
         if self.steps_per_epoch:
-            start = (self.epoch * self.steps_per_epoch + index) * b
+            start = (self.epoch * self._epoch_batches() + index) * b
             positions = np.arange(start, start + b)
             passes = positions // n
             orders = {int(p): epoch_permutation(n, self.seed, int(p), self.shuffle) for p in np.unique(passes)}

@@ -26,12 +26,33 @@ def replica_scale(value):
     return value if replicas == 1 else value * (1.0 / replicas)
 
 
+def _reducible(logs: dict, strategy) -> dict:
+    """Logs shaped for Keras' cross-replica reduction.
+
+    Under ``MultiWorkerMirroredStrategy`` Keras 3 reduces every logged value with
+    ``MEAN`` over axis 0, which fails for scalars (tensorflow/tensorflow#72388): give them
+    shape ``(1,)`` there, so the reduction averages the replicas and returns a scalar.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
 class DetectorModel(keras.Model):
     """Base class. Subclasses set ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build the graph."""
 
     LOSS_NAMES: tuple[str, ...] = ()
     # preset name -> regex of the layers that train (matched against full layer names)
     LAYER_PRESETS: dict[str, str] = {"all": ".*"}
+
+    def _init_classes(self, num_classes: int, class_names=None, category_ids=None) -> None:
+        """Class metadata saved with the model: names and the dataset's category ids."""
+        self.num_classes = int(num_classes)
+        self.class_names = [str(n) for n in class_names] if class_names else [f"class_{k}" for k in range(num_classes)]
+        self.category_ids = [int(i) for i in category_ids] if category_ids else list(range(1, num_classes + 1))
+        if len(self.class_names) != self.num_classes or len(self.category_ids) != self.num_classes:
+            raise ConfigError(f"{len(self.class_names)} class names / {len(self.category_ids)} category ids for {num_classes} classes")
+        self.constructor_args.update({"class_names": self.class_names, "category_ids": self.category_ids})
 
     def _init_losses(self, loss_weights: dict | None) -> None:
         weights = dict(loss_weights or {})
@@ -56,6 +77,23 @@ class DetectorModel(keras.Model):
         l2 = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else tf.zeros(())
         self.loss_trackers[L2_LOSS].update_state(l2)
         return replica_scale(total + l2)
+
+    def train_step(self, data):
+        return _reducible(super().train_step(data), self.distribute_strategy)
+
+    def test_step(self, data):
+        return _reducible(super().test_step(data), self.distribute_strategy)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build what ``fit`` needs before its first step: only the optimizer.
+
+        detectlab models are built when constructed and compile no Keras losses or
+        metrics. Keras' default fetches a batch and all-reduces it across replicas first,
+        which fails for uint8 images under ``MultiWorkerMirroredStrategy``.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     # -- layer presets -------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ class ModelFamily:
     """One detection family (``yolov3``, ``faster_rcnn``, ``mask_rcnn``).
 
     - ``config_class``: the dataclass of the recipe's ``model`` section;
-    - ``build(cfg, num_classes, class_weights)``: the Keras model;
+    - ``build(cfg, num_classes, class_weights, classes)``: the Keras model (``classes``:
+      the data's ``(class names, category ids)``, saved with it);
     - ``make_encoder(cfg, num_classes)``: ``[Sample] -> (inputs, targets)`` for the generator;
     - ``check(model_cfg, source)``: raises ``ConfigError`` for inconsistent settings;
     - ``trainer``: ``"fit"`` (generator-driven ``fit``) or ``"alternating"``;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from detectlab.config import Config
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import ConfigError
@@ -21,7 +23,10 @@ def model_from_config(cfg: Config, weights: str | None, dataset: DetectionDatase
         )
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
-    model = family.build(cfg, num_classes, None)
+    classes = (dataset.class_names, dataset.category_ids) if dataset is not None else None
+    model = family.build(cfg, num_classes, None, classes)
+    if weights and classes is None and Path(weights).suffix == ".keras":
+        _adopt_saved_classes(model, weights)
     if weights:
         report = load_weights(model, weights, exclude)
         if report.missing and not exclude:
@@ -29,3 +34,14 @@ def model_from_config(cfg: Config, weights: str | None, dataset: DetectionDatase
         else:
             log.info("%s: %s", weights, report.summary())
     return model
+
+
+def _adopt_saved_classes(model, checkpoint) -> None:
+    """Take class names / category ids from a checkpoint's saved model config."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint) as archive:
+        config = json.loads(archive.read("config.json")).get("config", {})
+    if config.get("class_names") and len(config["class_names"]) == model.num_classes:
+        model._init_classes(model.num_classes, config["class_names"], config.get("category_ids"))

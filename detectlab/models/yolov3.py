@@ -65,6 +65,8 @@ class YoloV3(DetectorModel):
         image_size: int | None = None,
         loss_weights: dict | None = None,
         class_weights=None,
+        class_names=None,
+        category_ids=None,
         **kwargs,
     ):
         anchors = [list(map(float, a)) for a in (anchors or YOLOV3_ANCHORS)]
@@ -89,7 +91,7 @@ class YoloV3(DetectorModel):
             "loss_weights": dict(loss_weights or {}),
             "class_weights": None if class_weights is None else [float(w) for w in class_weights],
         }
-        self.num_classes = int(num_classes)
+        self._init_classes(num_classes, class_names, category_ids)
         self._init_losses(loss_weights)
         self.yolo_loss = YoloLoss(anchors, anchor_masks, num_classes, ignore_thresh, class_weights)
 
@@ -120,8 +122,10 @@ class YoloV3(DetectorModel):
         return keras.Model(self.inputs[0], dict(zip(names, outputs)), name=f"{self.name}_inference")
 
 
-def build_yolov3(cfg: Config, num_classes: int, class_weights=None) -> YoloV3:
+def build_yolov3(cfg: Config, num_classes: int, class_weights=None, classes=None) -> YoloV3:
+    """``classes``: the training data's ``(class names, category ids)``, saved with the model."""
     m: YoloConfig = cfg.model
+    names, ids = classes or (None, None)
     return YoloV3(
         num_classes=num_classes,
         backbone=m.backbone,
@@ -133,6 +137,8 @@ def build_yolov3(cfg: Config, num_classes: int, class_weights=None) -> YoloV3:
         l2=m.l2,
         loss_weights=cfg.loss.weights,
         class_weights=class_weights,
+        class_names=names,
+        category_ids=ids,
         name="yolov3" if m.backbone == "darknet53" else "yolov3_tiny",
     )
 

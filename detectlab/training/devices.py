@@ -17,6 +17,39 @@ from detectlab.errors import ConfigError
 from detectlab.utils import log
 
 
+def worker_count() -> int:
+    """Processes in the ``TF_CONFIG`` cluster (chief + workers); 1 without one."""
+    import json
+    import os
+
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def worker_index() -> int:
+    """This process's position among chief + workers (0 for the chief)."""
+    import json
+    import os
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    if task.get("type") == "worker":
+        return len(tf_config.get("cluster", {}).get("chief", [])) + int(task.get("index", 0))
+    return 0
+
+
+def is_chief() -> bool:
+    """The process that writes checkpoints and logs (the chief, else worker 0)."""
+    import json
+    import os
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    if not task or task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+
+
 def set_precision(policy: str) -> None:
     keras.mixed_precision.set_dtype_policy(policy)
 

@@ -11,7 +11,6 @@ the stage was interrupted mid-way).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
 from detectlab.registry import MODELS
 from detectlab.training.callbacks import AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, read_state
-from detectlab.training.devices import make_strategy, set_precision
+from detectlab.training.devices import is_chief, make_strategy, set_precision, worker_count, worker_index
 from detectlab.training.optimizers import make_optimizer
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, load_weights, read_keras_archive
@@ -62,7 +61,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
     strategy = make_strategy(cfg.train.distribute, cfg.train.mirrored_devices)
-    chief = _is_chief()
+    chief = is_chief()
 
     train_set = load_split(cfg, "train", workdir)
     val_set = load_split(cfg, "val", workdir)
@@ -73,7 +72,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     class_weights = resolve_class_weights(cfg.loss.class_weights, train_set)
 
     with strategy.scope():
-        model = family.build(cfg, num_classes, class_weights)
+        model = family.build(cfg, num_classes, class_weights, (train_set.class_names, train_set.category_ids))
     if weights and state is None:
         report = load_weights(model, weights, exclude)
         log.info("weights from %s: %s", weights, report.summary())
@@ -134,16 +133,21 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
     t = cfg.train
     encoder = family.make_encoder(cfg, num_classes)
     size = cfg.model.image_size
-    common = dict(workers=t.workers, use_multiprocessing=t.use_multiprocessing and t.workers > 0, max_queue_size=t.max_queue_size)
+    common = dict(
+        workers=t.workers,
+        use_multiprocessing=t.use_multiprocessing and t.workers > 0,
+        max_queue_size=t.max_queue_size,
+    )
+    shards = dict(num_shards=worker_count(), shard_index=worker_index()) if t.distribute == "multi_worker" else {}
     train_gen = DetectionBatches(
         train_set, build_pipeline(size, cfg.augment), encoder, t.batch_size,
-        shuffle=True, seed=t.seed, steps_per_epoch=t.steps_per_epoch, with_masks=family.with_masks, **common,
+        shuffle=True, seed=t.seed, steps_per_epoch=t.steps_per_epoch, with_masks=family.with_masks, **shards, **common,
     )
     val_gen = None
     if val_set is not None:
         val_gen = DetectionBatches(
             val_set, build_pipeline(size, None), encoder, t.batch_size,
-            shuffle=False, seed=t.seed, with_masks=family.with_masks, **common,
+            shuffle=False, seed=t.seed, with_masks=family.with_masks, **shards, **common,
         )
     return train_gen, val_gen
 
@@ -187,11 +191,3 @@ def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
     if int(model.optimizer.iterations.numpy()) == 0:
         raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
     log.info("resumed weights and optimizer state (step %d) from %s", int(model.optimizer.iterations.numpy()), checkpoint)
-
-
-def _is_chief() -> bool:
-    import json
-
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = tf_config.get("task", {})
-    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {}))

@@ -64,3 +64,12 @@ def test_steps_per_epoch_windows_cover_each_pass_exactly_once(shapes_dir):
     passes = np.array(seen).reshape(5, 48)
     for p in passes:
         assert sorted(p) == list(range(48))
+
+
+def test_shards_split_an_epoch_between_workers(shapes_dir):
+    shards = [batches(shapes_dir, seed=4, num_shards=2, shard_index=i) for i in range(2)]
+    assert [len(g) for g in shards] == [5, 5]  # 10 batches per epoch, 5 each
+    seen = [i for g in shards for b in range(len(g)) for _, i in g.batch_indices(b)]
+    whole = batches(shapes_dir, seed=4)
+    assert sorted(seen) == sorted(i for b in range(len(whole)) for _, i in whole.batch_indices(b))
+    assert len(seen) == len(set(seen)) == 48

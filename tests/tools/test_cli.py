@@ -51,6 +51,39 @@ def test_evaluate_scores_a_results_file(tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().endswith("none.json: detections file not found")
 
 
+def test_evaluate_a_checkpoint_reproduces_the_run_metrics(trained_run, tmp_path):
+    run = trained_run.workdir
+    result = tool("tools/evaluate.py", "--weights", run / "checkpoints" / "last.keras", "--out", tmp_path / "m.json")
+    assert result.returncode == 0, result.stderr
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["bbox"] == json.loads((run / "metrics.json").read_text())["bbox"]
+
+
+def test_predict_writes_pictures_and_results_with_class_names(trained_run, tmp_path):
+    val = trained_run.workdir / "shapes" / "val"
+    result = tool("tools/predict.py", "--weights", trained_run.workdir / "checkpoints" / "best.keras",
+                  "--images", val / "000000.jpg", val / "000001.jpg", "--out", tmp_path, "--score", "0.001")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "000000.jpg").is_file() and (tmp_path / "000001.jpg").is_file()
+    detections = json.loads((tmp_path / "results.json").read_text())
+    assert detections and {d["category"] for d in detections} <= {"square", "circle", "triangle"}
+    assert all(d["category_id"] == ["square", "circle", "triangle"].index(d["category"]) + 1 for d in detections)
+    bad = tool("tools/predict.py", "--weights", trained_run.workdir / "checkpoints" / "best.keras", "--images", tmp_path / "nope.jpg", "--out", tmp_path)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].endswith("nope.jpg: no such image or folder")
+
+
+def test_trained_checkpoint_reloads_in_a_fresh_process_after_import_detectlab(trained_run):
+    code = (
+        "import detectlab, keras, sys\n"
+        "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+        "print(type(m).__name__, type(m.optimizer).__name__, int(m.optimizer.iterations.numpy()), m.class_names)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(trained_run.workdir / "checkpoints" / "last.keras")],
+                            capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["YoloV3", "FusedAdam", str(4 * 6), "['square',", "'circle',", "'triangle']"]
+
+
 def test_summary_prints_reference_parameter_counts():
     result = tool("tools/summary.py", "--config", ROOT / "models/yolov3_darknet53_coco416.yaml", "--num-classes", "80")
     assert result.returncode == 0, result.stderr

@@ -21,15 +21,9 @@ def scalar_tags(directory):
     return {tag: acc.Tensors(tag) for tag in tags.get("tensors", [])} | {tag: acc.Scalars(tag) for tag in tags.get("scalars", [])}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, shapes_dir):
-    from detectlab.config import load_config
-    from tests.conftest import INSTANT
-
-    workdir = tmp_path_factory.mktemp("run")
-    (workdir / "shapes").symlink_to(shapes_dir)
-    cfg = load_config(INSTANT / "yolov3_tiny_instant.yaml", ["train.epochs=4", "train.lr=0.01"])
-    return train(cfg, workdir)
+@pytest.fixture
+def trained(trained_run):
+    return trained_run
 
 
 def test_every_named_loss_reaches_history_csv_and_tensorboard(trained):

@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Run a trained model on images: annotated copies and a COCO-format results JSON.
+
+    python tools/predict.py --weights runs/shapes_yolo/checkpoints/best.keras --images photos/ --out predictions/
+    python tools/predict.py --config RECIPE --weights FILE --images a.jpg b.jpg --out out/ --score 0.5 --nms 0.4
+
+``results.json`` lists ``{"file_name", "category_id", "category", "bbox": [x, y, w, h], "score"}``
+per detection (``image_id`` is the position in the input list).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detectlab.cli import (  # noqa: E402
+    ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
+)
+from detectlab.errors import ConfigError, DataError  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_paths(items: list[str]) -> list[Path]:
+    paths = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataError(f"{p}: no such image or folder")
+    if not paths:
+        raise DataError(f"no images found in {', '.join(items)}")
+    return paths
+
+
+def main() -> int:
+    p = ArgumentParser(description="detect objects in images", prog="predict.py")
+    add_config_flags(p)
+    p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
+    p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--score", type=unit_float, help="minimum score (default: predict.score_threshold)")
+    p.add_argument("--nms", type=unit_float, help="NMS IoU threshold (default: predict.nms_threshold)")
+    p.add_argument("--max-detections", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
+    args = p.parse_args()
+
+    from detectlab.inference.predictor import Predictor
+    from detectlab.inference.visualize import draw_detections, save_image
+    from detectlab.models.loading import model_from_config
+    from detectlab.utils import atomic_write_json
+
+    cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
+    model = model_from_config(cfg, args.weights)
+    names = args.class_names.split(",") if args.class_names else model.class_names
+    if len(names) != model.num_classes:
+        raise ConfigError(f"--class-names: {len(names)} names for a model with {model.num_classes} classes")
+    pr = cfg.predict
+    predictor = Predictor(model, cfg.model.image_size, args.score if args.score is not None else pr.score_threshold,
+                          args.nms if args.nms is not None else pr.nms_threshold, args.max_detections or pr.max_detections,
+                          args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    paths = image_paths(args.images)
+    for start in range(0, len(paths), args.batch_size):
+        chunk = paths[start : start + args.batch_size]
+        images = [read_rgb(path) for path in chunk]
+        for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
+            save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
+            for box, score, cls in zip(det.boxes, det.scores, det.class_ids):
+                y1, x1, y2, x2 = (float(v) for v in box)
+                results.append({
+                    "image_id": start + k, "file_name": str(path), "category_id": model.category_ids[int(cls)],
+                    "category": names[int(cls)], "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(float(score), 5),
+                })
+    atomic_write_json(out / "results.json", results)
+    print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
+    return 0
+
+
+def read_rgb(path: Path):
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: cannot decode (corrupt or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+if __name__ == "__main__":
+    run(main)
