@@ -13,6 +13,7 @@ from keras import layers
 
 from detectlab.layers.batch_norm import FusedBatchNormalization
 from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.regularizers import L2
 from detectlab.registry import BACKBONES
 
 
@@ -34,7 +35,7 @@ class DarknetLayers:
             strides=strides,
             padding="valid" if strides == 2 else "same",
             use_bias=False,
-            kernel_regularizer=keras.regularizers.L2(self.l2) if self.l2 else None,
+            kernel_regularizer=L2(self.l2) if self.l2 else None,
             name=f"{prefix}_conv_{i:03d}",
         )(x)
         x = FusedBatchNormalization(epsilon=1e-3, name=f"{prefix}_bn_{i:03d}")(x)
@@ -48,7 +49,7 @@ class DarknetLayers:
             filters,
             1,
             padding="same",
-            kernel_regularizer=keras.regularizers.L2(self.l2) if self.l2 else None,
+            kernel_regularizer=L2(self.l2) if self.l2 else None,
             name=name or f"{prefix}_conv_{i:03d}",
         )(x)
 

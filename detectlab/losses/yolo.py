@@ -22,7 +22,10 @@ YOLO_LOSS_NAMES = ("yolo_xy_loss", "yolo_wh_loss", "yolo_confidence_loss", "yolo
 class YoloScale(NamedTuple):
     """One output scale, prepared for the loss terms (all float32)."""
 
-    raw: tf.Tensor  # (B, g, g, A, 5 + C) raw network output
+    raw_xy: tf.Tensor  # (B, g, g, A, 2) raw network output: centre offset logits
+    raw_wh: tf.Tensor  # (B, g, g, A, 2) log size relative to the anchor
+    raw_conf: tf.Tensor  # (B, g, g, A, 1) objectness logit
+    raw_class: tf.Tensor  # (B, g, g, A, C) class logits
     object_mask: tf.Tensor  # (B, g, g, A, 1) 1 where a ground truth is assigned
     true_xy: tf.Tensor  # (B, g, g, A, 2) centre offset inside its cell, in [0, 1]
     true_wh: tf.Tensor  # (B, g, g, A, 2) log(wh / anchor), 0 where no object
@@ -39,26 +42,26 @@ def _bce(labels, logits):
 @register_loss("yolo_xy_loss")
 def yolo_xy_loss(s: YoloScale) -> tf.Tensor:
     """``obj * box_loss_scale * BCE(true xy offset, raw xy)``."""
-    return tf.reduce_sum(s.object_mask * s.box_loss_scale * _bce(s.true_xy, s.raw[..., 0:2]))
+    return tf.reduce_sum(s.object_mask * s.box_loss_scale * _bce(s.true_xy, s.raw_xy))
 
 
 @register_loss("yolo_wh_loss")
 def yolo_wh_loss(s: YoloScale) -> tf.Tensor:
     """``obj * box_loss_scale * 0.5 * (log(true wh / anchor) - raw wh)^2``."""
-    return tf.reduce_sum(s.object_mask * s.box_loss_scale * 0.5 * tf.square(s.true_wh - s.raw[..., 2:4]))
+    return tf.reduce_sum(s.object_mask * s.box_loss_scale * 0.5 * tf.square(s.true_wh - s.raw_wh))
 
 
 @register_loss("yolo_confidence_loss")
 def yolo_confidence_loss(s: YoloScale) -> tf.Tensor:
     """``obj * BCE + (1 - obj) * BCE * ignore_mask`` on the objectness logit."""
-    bce = _bce(s.object_mask, s.raw[..., 4:5])
+    bce = _bce(s.object_mask, s.raw_conf)
     return tf.reduce_sum(s.object_mask * bce + (1.0 - s.object_mask) * bce * s.ignore_mask)
 
 
 @register_loss("yolo_class_loss")
 def yolo_class_loss(s: YoloScale) -> tf.Tensor:
     """``obj * BCE(one-hot class, raw class logits)``, each class weighted."""
-    return tf.reduce_sum(s.object_mask * _bce(s.true_class, s.raw[..., 5:]) * s.class_weights)
+    return tf.reduce_sum(s.object_mask * _bce(s.true_class, s.raw_class) * s.class_weights)
 
 
 class YoloLoss:
@@ -84,9 +87,10 @@ class YoloLoss:
         from detectlab.registry import LOSSES
 
         batch = tf.cast(tf.shape(y_pred[0])[0], tf.float32)
+        gt_boxes = _used_slots(tf.cast(y_true["gt_boxes"], tf.float32))
         totals = {name: tf.zeros(()) for name in self.terms}
         for level, raw in enumerate(y_pred):
-            scale = self.prepare(level, raw, y_true[f"targets_{level}"], y_true["gt_boxes"])
+            scale = self.prepare(level, raw, y_true[f"targets_{level}"], gt_boxes)
             for name in self.terms:
                 totals[name] += LOSSES.get(name)(scale)
         return {name: value / batch for name, value in totals.items()}
@@ -111,14 +115,19 @@ class YoloLoss:
         box_loss_scale = 2.0 - target[..., 2:3] * target[..., 3:4]
         true_class = tf.one_hot(tf.cast(target[..., 5], tf.int32), self.num_classes)
 
-        pred_xy = (tf.sigmoid(raw[..., 0:2]) + grid) / grid_wh
-        pred_wh = tf.exp(tf.minimum(raw[..., 2:4], 10.0)) * anchors / input_wh
+        # one split: its gradient is one concat, where slices would each need a full-size pad
+        raw_xy, raw_wh, raw_conf, raw_class = tf.split(raw, [2, 2, 1, self.num_classes], axis=-1)
+        pred_xy = (tf.sigmoid(raw_xy) + grid) / grid_wh
+        pred_wh = tf.exp(tf.minimum(raw_wh, 10.0)) * anchors / input_wh
         pred = tf.concat([pred_xy, pred_wh], -1)  # (B, g, g, A, 4) cx cy w h
         gt = tf.cast(gt_boxes, tf.float32)[:, None, None, None, :, :]  # (B, 1, 1, 1, M, 4)
         best_iou = tf.reduce_max(centre_iou(pred[..., None, :], gt), axis=-1, keepdims=True)
         ignore_mask = tf.stop_gradient(tf.cast(best_iou < self.ignore_thresh, tf.float32))
         return YoloScale(
-            raw=raw,
+            raw_xy=raw_xy,
+            raw_wh=raw_wh,
+            raw_conf=raw_conf,
+            raw_class=raw_class,
             object_mask=object_mask,
             true_xy=true_xy,
             true_wh=true_wh,
@@ -127,6 +136,13 @@ class YoloLoss:
             ignore_mask=ignore_mask,
             class_weights=tf.constant(self.class_weights),
         )
+
+
+def _used_slots(gt_boxes):
+    """Drop the padding columns no image of the batch uses (boxes are front-packed)."""
+    used = tf.reduce_any(gt_boxes[..., 2] * gt_boxes[..., 3] > 0, axis=0)  # (M,)
+    count = tf.reduce_max(tf.where(used, tf.range(1, tf.shape(used)[0] + 1), 0))
+    return gt_boxes[:, : tf.maximum(count, 1)]
 
 
 def _grid_xy(height, width):

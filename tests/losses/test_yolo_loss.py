@@ -53,3 +53,16 @@ def test_terms_are_divided_by_batch_size():
     gt[:, 0] = [0.2, 0.3, 0.25, 0.5]
     two = loss({"targets_0": target, "gt_boxes": gt}, [raw])
     np.testing.assert_allclose(two["yolo_xy_loss"].numpy(), one["yolo_xy_loss"].numpy(), rtol=1e-5)
+
+
+def test_ground_truth_padding_does_not_change_the_loss():
+    loss = YoloLoss(anchors=[[16, 16]], anchor_masks=[[0]], num_classes=2)
+    raw = tf.constant(np.random.default_rng(0).normal(size=(1, 2, 2, 7)).astype("float32"))
+    target = np.zeros((1, 2, 2, 1, 6), np.float32)
+    target[0, 0, 0, 0] = [0.2, 0.3, 0.25, 0.5, 1.0, 1.0]
+    gt = np.zeros((1, 100, 4), np.float32)
+    gt[0, :2] = [[0.2, 0.3, 0.25, 0.5], [0.75, 0.25, 0.25, 0.25]]
+    padded = loss({"targets_0": target, "gt_boxes": gt}, [raw])
+    tight = loss({"targets_0": target, "gt_boxes": gt[:, :2]}, [raw])
+    for name in padded:
+        np.testing.assert_allclose(padded[name].numpy(), tight[name].numpy(), rtol=1e-6)

@@ -1,0 +1,43 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.regularizers import L2
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, strides, padding, mode",
+    [
+        ((2, 6, 6, 8), 1, 1, "same", "pointwise"),
+        ((2, 4, 4, 256), 3, 1, "same", "patches"),  # 16 pixels, 256 channels
+        ((1, 12, 12, 512), 3, 1, "same", "patches"),  # 144 pixels, 512 channels
+        ((1, 27, 27, 512), 3, 2, "valid", "patches"),  # Darknet downsampling to 13x13
+        ((1, 9, 9, 512), 3, 2, "same", "patches"),
+        ((2, 20, 20, 64), 3, 1, "same", None),  # large map, few channels: oneDNN
+        ((2, 8, 8, 16), 3, 2, "valid", None),
+    ],
+)
+def test_adaptive_conv_equals_keras_conv(shape, kernel, strides, padding, mode):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    ref = keras.layers.Conv2D(32, kernel, strides=strides, padding=padding)
+    ours = AdaptiveConv2D(32, kernel, strides=strides, padding=padding)
+    ref.build(shape)
+    ours.build(shape)
+    ours.set_weights(ref.get_weights())
+    assert ours._matmul_mode(x.shape) == mode
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = ref(x), ours(x)
+        la, lb = tf.reduce_sum(a * a), tf.reduce_sum(b * b)
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    for ga, gb in zip(tape.gradient(la, [x] + ref.trainable_variables), tape.gradient(lb, [x] + ours.trainable_variables)):
+        np.testing.assert_allclose(gb, ga, rtol=1e-3, atol=1e-3)
+    assert type(keras.layers.deserialize(keras.layers.serialize(ours))) is AdaptiveConv2D
+
+
+def test_l2_regulariser_equals_keras():
+    w = tf.constant(np.random.default_rng(1).normal(size=(3, 3, 4, 5)).astype("float32"))
+    np.testing.assert_allclose(L2(5e-4)(w), keras.regularizers.L2(5e-4)(w), rtol=1e-6)
