@@ -137,7 +137,7 @@ class TrainConfig:
     checkpoint_keep: int = 3  # epoch checkpoints kept besides last and best
     monitor: str = "val_loss"  # for best.keras (falls back to loss without validation)
     tensorboard_update_freq: str = "batch"  # "batch", "epoch" or a number of batches
-    verbose: int = 1
+    verbose: int = 1  # 1: progress bar (one line per epoch when not on a terminal), 2: one line, 0: silent
 
 
 @dataclass

@@ -109,7 +109,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
             epochs=end,
             initial_epoch=initial,
             callbacks=callbacks,
-            verbose=cfg.train.verbose,
+            verbose=_verbosity(cfg.train.verbose),
         )
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
@@ -175,6 +175,13 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
         e = t.early_stopping
         callbacks.append(keras.callbacks.EarlyStopping(monitor=e.monitor, patience=e.patience, min_delta=e.min_delta, verbose=1))
     return callbacks
+
+
+def _verbosity(verbose: int) -> int:
+    """A progress bar on a terminal; one line per epoch when output goes to a file/pipe."""
+    import sys
+
+    return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
 
 
 def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
