@@ -20,20 +20,25 @@ from detectlab.utils import log
 
 @DATASET_FORMATS.register("coco")
 def load_coco(
-    annotation_file: str | os.PathLike,
+    annotation_file: str | os.PathLike | dict,
     images_dir: str | os.PathLike | None = None,
     include_empty_images: bool = True,
     invalid_boxes: str = "error",
+    source: str | None = None,
 ) -> DetectionDataset:
-    """Read a COCO instances file.
+    """Read a COCO instances file (or an in-memory COCO dict, named by ``source``).
 
     Images are looked up in ``images_dir``, else next to the JSON file, else in an
-    ``images/`` folder beside it. Boxes partly outside their image are clipped; boxes of
-    zero size or entirely outside are an error naming the annotation (or, with
-    ``invalid_boxes="skip"``, dropped and counted in the log).
+    ``images/`` folder beside it (``file_name`` may also be absolute). Boxes partly outside
+    their image are clipped; boxes of zero size or entirely outside are an error naming
+    the annotation (or, with ``invalid_boxes="skip"``, dropped and counted in the log).
     """
-    path = Path(annotation_file)
-    data = read_coco_json(path)
+    if isinstance(annotation_file, dict):
+        data = validate_coco_dict(annotation_file, source or "<annotations>")
+        path = Path(source or "<annotations>")
+    else:
+        path = Path(annotation_file)
+        data = read_coco_json(path)
     categories = sorted(data["categories"], key=lambda c: c["id"])
     category_index = {c["id"]: k for k, c in enumerate(categories)}
     images = {}
@@ -64,12 +69,17 @@ def load_coco(
     if skipped:
         log.warning("%s: skipped %d invalid boxes (data.invalid_boxes=skip)", path, skipped)
     _check_files_exist(records, path)
-    return DetectionDataset(
+    dataset = DetectionDataset(
         records=records,
         class_names=[str(c.get("name", c["id"])) for c in categories],
         category_ids=[int(c["id"]) for c in categories],
-        annotation_file=str(path),
+        annotation_file=None if isinstance(annotation_file, dict) else str(path),
     )
+    if isinstance(annotation_file, dict):
+        from detectlab.data.records import quiet_coco
+
+        dataset._coco = quiet_coco(data)
+    return dataset
 
 
 def read_coco_json(path: Path) -> dict:
@@ -80,6 +90,11 @@ def read_coco_json(path: Path) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return validate_coco_dict(data, path)
+
+
+def validate_coco_dict(data, path) -> dict:
+    """Check the top-level structure of a COCO instances dict."""
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a COCO object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
@@ -114,7 +129,7 @@ def _image_root(path: Path, images_dir, file_names: list[str]) -> Path:
 
 def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path: Path, invalid: str):
     w, h = int(img["width"]), int(img["height"])
-    boxes, class_ids, crowd, segs, ids, dropped = [], [], [], [], [], 0
+    boxes, class_ids, crowd, difficult, segs, ids, dropped = [], [], [], [], [], [], 0
     for ann in anns:
         bbox = ann["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
@@ -133,6 +148,7 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
         boxes.append((y1, x1, y2, x2))
         class_ids.append(category_index[ann["category_id"]])
         crowd.append(bool(ann.get("iscrowd", 0)))
+        difficult.append(bool(ann.get("difficult", 0)))
         segs.append(ann.get("segmentation"))
         ids.append(ann["id"])
     record = ImageRecord(
@@ -143,6 +159,7 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
         class_ids=np.array(class_ids, np.int32),
         iscrowd=np.array(crowd, bool),
+        difficult=np.array(difficult, bool),
         segmentations=segs if any(s for s in segs) else None,
         annotation_ids=np.array(ids, np.int64),
     )
