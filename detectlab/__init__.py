@@ -20,6 +20,7 @@ from detectlab.registry import BACKBONES, DATASET_FORMATS, LOSSES, MODELS  # noq
 # Every built-in registers itself (registries, Keras serialisation) when imported:
 from detectlab.backbones import darknet  # noqa: E402,F401
 from detectlab.data import coco  # noqa: E402,F401
+from detectlab.data.importers import csv_simple, via, voc  # noqa: E402,F401
 from detectlab.layers import batch_norm, conv, nms, regularizers, yolo as yolo_layers  # noqa: E402,F401
 from detectlab.losses import yolo  # noqa: E402,F401
 from detectlab import models  # noqa: E402,F401
