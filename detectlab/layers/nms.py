@@ -10,7 +10,8 @@ import tensorflow as tf
 class PerClassNMS(keras.layers.Layer):
     """Per-class NMS over a batch (``tf.image.combined_non_max_suppression``).
 
-    Input: ``boxes (B, N, 4)`` y1 x1 y2 x2 (any consistent unit), ``scores (B, N, C)``.
+    Input: ``boxes (B, N, 4)`` y1 x1 y2 x2 (any consistent unit) shared by all classes, or
+    ``(B, N, C, 4)`` one box per class; ``scores (B, N, C)``.
     Output: ``boxes (B, K, 4)``, ``scores (B, K)``, ``class_ids (B, K) int32``,
     ``valid (B,) int32`` with ``K = max_detections``; rows past ``valid`` are padding.
     """
@@ -22,8 +23,9 @@ class PerClassNMS(keras.layers.Layer):
         self.score_threshold = float(score_threshold)
 
     def call(self, boxes, scores):
+        boxes = tf.cast(boxes, tf.float32)
         nms = tf.image.combined_non_max_suppression(
-            tf.cast(boxes, tf.float32)[:, :, None, :],
+            boxes[:, :, None, :] if boxes.shape.rank == 3 else boxes,
             tf.cast(scores, tf.float32),
             max_output_size_per_class=self.max_detections,
             max_total_size=self.max_detections,
