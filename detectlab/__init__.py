@@ -18,11 +18,12 @@ import_tensorflow_quietly()
 from detectlab.registry import BACKBONES, DATASET_FORMATS, LOSSES, MODELS  # noqa: E402
 
 # Every built-in registers itself (registries, Keras serialisation) when imported:
-from detectlab.backbones import darknet  # noqa: E402,F401
+from detectlab.backbones import darknet, resnet, vgg  # noqa: E402,F401
 from detectlab.data import coco  # noqa: E402,F401
 from detectlab.data.importers import csv_simple, via, voc  # noqa: E402,F401
-from detectlab.layers import batch_norm, conv, nms, regularizers, yolo as yolo_layers  # noqa: E402,F401
-from detectlab.losses import yolo  # noqa: E402,F401
+from detectlab.layers import batch_norm, conv, nms, preprocess, proposals, rcnn_detections, regularizers, roi_align  # noqa: E402,F401
+from detectlab.layers import yolo as yolo_layers  # noqa: E402,F401
+from detectlab.losses import faster_rcnn as faster_rcnn_losses, yolo  # noqa: E402,F401
 from detectlab import models  # noqa: E402,F401
 from detectlab.training import optimizers  # noqa: E402,F401
 from detectlab.config import Config, load_config  # noqa: E402

@@ -128,6 +128,7 @@ class DetectionBatches(keras.utils.PyDataset):
             image_id=record.image_id,
             transform=transform,
             original_size=(record.height, record.width),
+            seed=seed,
         )
 
     def samples(self, index: int) -> list[Sample]:

@@ -41,6 +41,7 @@ class Sample:
     image_id: int
     transform: tuple[float, float, float, float]
     original_size: tuple[int, int]  # (height, width) before transforms
+    seed: int | None = None  # this sample's seed, for random choices in target encoders
 
 
 def affine_warp(image: np.ndarray, sy: float, sx: float, ty: float, tx: float, out_hw, fill, interp) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Model families; importing this package registers every built-in in ``MODELS``."""
 
-from detectlab.models import yolov3  # noqa: F401  (registers "yolov3")
+from detectlab.models import faster_rcnn, yolov3  # noqa: F401  (register "faster_rcnn", "yolov3")
+from detectlab.models.faster_rcnn import FasterRCNN
 from detectlab.models.yolov3 import YoloV3
 
-__all__ = ["YoloV3"]
+__all__ = ["FasterRCNN", "YoloV3"]

@@ -54,7 +54,7 @@ class DetectorModel(keras.Model):
             raise ConfigError(f"{len(self.class_names)} class names / {len(self.category_ids)} category ids for {num_classes} classes")
         self.constructor_args.update({"class_names": self.class_names, "category_ids": self.category_ids})
 
-    def _init_losses(self, loss_weights: dict | None) -> None:
+    def _init_losses(self, loss_weights: dict | None, track_l2: bool = True) -> None:
         weights = dict(loss_weights or {})
         unknown = sorted(set(weights) - set(self.LOSS_NAMES))
         if unknown:
@@ -64,7 +64,7 @@ class DetectorModel(keras.Model):
             )
         self.loss_weights = {name: float(weights.get(name, 1.0)) for name in self.LOSS_NAMES}
         self.loss_trackers = {
-            name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, L2_LOSS)
+            name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, *((L2_LOSS,) if track_l2 else ()))
         }
 
     def total_loss(self, terms: dict) -> tf.Tensor:

@@ -15,7 +15,8 @@ class ModelFamily:
       the data's ``(class names, category ids)``, saved with it);
     - ``make_encoder(cfg, num_classes)``: ``[Sample] -> (inputs, targets)`` for the generator;
     - ``check(model_cfg, source)``: raises ``ConfigError`` for inconsistent settings;
-    - ``trainer``: ``"fit"`` (generator-driven ``fit``) or ``"alternating"``;
+    - ``trainer``: ``"fit"`` (generator-driven ``fit``) or ``"alternating"`` (then
+      ``make_sampler(cfg, num_classes)`` gives the loop's ROI sampler);
     - ``with_masks``: whether training samples carry instance masks.
     """
 
@@ -26,4 +27,5 @@ class ModelFamily:
     check: Callable[..., None] = lambda model_cfg, source="model": None
     model_class: type | None = None
     trainer: str = "fit"
+    make_sampler: Callable[..., Any] | None = None
     with_masks: bool = False

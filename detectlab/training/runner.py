@@ -53,6 +53,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     workdir.mkdir(parents=True, exist_ok=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
+    if family.trainer == "alternating" and cfg.train.distribute != "none":
+        raise ConfigError(f"train.distribute: the alternating {family.name} loop runs on one device (use 'none')")
     checkpoints = workdir / "checkpoints"
     state = read_state(checkpoints) if resume else None
     if resume and state is None:
@@ -92,25 +94,19 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         trained = model.set_trainable_layers(stage.layers)
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
+        steps = stage.epochs * len(train_gen)
         with strategy.scope():
-            model.compile(
-                optimizer=make_optimizer(cfg.train, stage.lr, stage.epochs * len(train_gen)),
-                jit_compile=cfg.train.jit_compile,
-            )
+            if family.trainer == "alternating":
+                model.compile_views(make_optimizer(cfg.train, stage.lr, steps), make_optimizer(cfg.train, stage.lr, steps),
+                                    jit_compile=cfg.train.jit_compile)
+            else:
+                model.compile(optimizer=make_optimizer(cfg.train, stage.lr, steps), jit_compile=cfg.train.jit_compile)
         if not restored:
             _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
             restored = True
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index)
-        fit = model.fit(
-            train_gen,
-            validation_data=val_gen,
-            validation_steps=cfg.train.validation_steps,
-            epochs=end,
-            initial_epoch=initial,
-            callbacks=callbacks,
-            verbose=_verbosity(cfg.train.verbose),
-        )
+        fit = fit_stage(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks)
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
         if guard.event is not None:
@@ -127,6 +123,21 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("evaluating on %s (%d images)", val_set.annotation_file, len(val_set))
         metrics = evaluate_model(model, cfg, val_set, workdir)
     return TrainResult(model=model, workdir=workdir, history=history, metrics=metrics)
+
+
+def fit_stage(model, family, cfg: Config, num_classes: int, train_gen, val_gen, epochs: int, initial: int, callbacks):
+    """One stage: Keras ``fit`` on the generator, or the family's alternating loop."""
+    t = cfg.train
+    verbose = _verbosity(t.verbose)
+    if family.trainer == "alternating":
+        from detectlab.training.alternating import AlternatingTrainer
+
+        trainer = AlternatingTrainer(model, family.make_sampler(cfg, num_classes), seed=t.seed, workers=t.workers,
+                                     use_multiprocessing=t.use_multiprocessing, max_queue_size=t.max_queue_size)
+        # the loop pulls batches with its own worker pool: the generator itself stays serial
+        return trainer.fit(train_gen, val_gen, epochs=epochs, initial_epoch=initial, callbacks=callbacks, verbose=verbose)
+    return model.fit(train_gen, validation_data=val_gen, validation_steps=t.validation_steps, epochs=epochs,
+                     initial_epoch=initial, callbacks=callbacks, verbose=verbose)
 
 
 def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: DetectionDataset | None, num_classes: int):
@@ -161,7 +172,8 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
     if not append and csv.exists():
         csv.unlink()
     freq = t.tensorboard_update_freq
-    tensorboard = TensorBoardLogger(log_dir=str(workdir / "logs"), update_freq=int(freq) if freq.isdigit() else freq)
+    tensorboard = TensorBoardLogger(log_dir=str(workdir / "logs"), update_freq=int(freq) if freq.isdigit() else freq,
+                                    write_graph=False)
     tensorboard.start_step = start_step
     callbacks += [
         tensorboard,

@@ -1,0 +1,126 @@
+"""The alternating ``train_on_batch`` loop of Faster R-CNN, with Keras callbacks.
+
+Per batch, as in keras-frcnn: ``rpn_view.train_on_batch`` (which also returns the proposals
+decoded from its predictions) -> ROI sampling and labelling (numpy, vectorised) ->
+``classifier_view.train_on_batch``. One ``keras.callbacks.CallbackList`` sees exactly what
+``fit`` would show it (``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_begin/end``
+with the merged named logs, ``on_epoch_end`` with ``val_`` logs, ``on_train_end``), so stock
+TensorBoard, CSVLogger, History, EarlyStopping, ReduceLROnPlateau and our checkpoint / NaN
+callbacks work unchanged.
+
+Logged per batch: ``rpn_loss_cls``, ``rpn_loss_regr``, ``class_loss_cls``,
+``class_loss_regr``, ``class_acc``, ``rpn_loss``, ``class_loss``, ``loss`` (their sum),
+``rois_positive`` (mean foreground ROIs per image) and ``outside_share`` (fraction of the
+step spent outside the two ``train_on_batch`` calls: sampling and bookkeeping). A batch in
+which no image yields a usable ROI skips the classifier step and is counted
+(``skipped_classifier_batches``, logged at the end of each epoch).
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from detectlab.data.prefetch import iterate_batches
+from detectlab.data.rcnn_targets import RoiSampler
+from detectlab.utils import log
+
+PROPOSAL_KEYS = ("proposals", "proposal_counts")
+
+
+class AlternatingTrainer:
+    def __init__(self, model, sampler: RoiSampler, seed: int = 0, workers: int = 0, use_multiprocessing: bool = True, max_queue_size: int = 10):
+        self.model = model
+        self.sampler = sampler
+        self.seed = int(seed)
+        self.loader = dict(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        self.skipped_classifier_batches = 0
+
+    def fit(self, train, validation_data=None, epochs: int = 1, initial_epoch: int = 0, callbacks=(), verbose: int = 1):
+        model = self.model
+        callback_list = keras.callbacks.CallbackList(
+            list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
+            verbose=verbose, epochs=epochs, steps=len(train),
+        )
+        model.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            callback_list.on_epoch_begin(epoch)
+            train.set_epoch(epoch)
+            logs = {}
+            skipped_before = self.skipped_classifier_batches
+            for step, batch in enumerate(iterate_batches(train, **self.loader)):
+                callback_list.on_train_batch_begin(step)
+                logs = self.train_step(batch, epoch, step, logs)
+                callback_list.on_train_batch_end(step, logs)
+                if model.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            epoch_logs["skipped_classifier_batches"] = float(self.skipped_classifier_batches - skipped_before)
+            if epoch_logs["skipped_classifier_batches"]:
+                log.warning("epoch %d: %d batches had no usable ROI (classifier step skipped)", epoch + 1,
+                            int(epoch_logs["skipped_classifier_batches"]))
+            if validation_data is not None and not model.stop_training:
+                epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(validation_data).items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if model.stop_training:
+                break
+        callback_list.on_train_end()
+        return next(cb for cb in callback_list.callbacks if isinstance(cb, keras.callbacks.History))
+
+    def train_step(self, batch, epoch: int, step: int, previous: dict) -> dict:
+        x, y = batch
+        start = time.perf_counter()
+        rpn_logs = self.model.rpn_view.train_on_batch(x, y, return_dict=True)
+        rpn_time = time.perf_counter() - start
+        rois = self._sample(rpn_logs, y, (epoch, step))
+        classifier_time = 0.0
+        if rois.positives + rois.negatives == 0:
+            self.skipped_classifier_batches += 1
+            cls_logs = {k: v for k, v in previous.items() if k.startswith("class_")}
+        else:
+            t = time.perf_counter()
+            cls_logs = self.model.classifier_view.train_on_batch(
+                [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
+            )
+            classifier_time = time.perf_counter() - t
+        total = time.perf_counter() - start
+        self._outside.append(1.0 - (rpn_time + classifier_time) / total)
+        self._positives.append(rois.positives / len(x))
+        return self._merge(rpn_logs, cls_logs, outside_share=float(np.mean(self._outside)), rois_positive=float(np.mean(self._positives)))
+
+    def evaluate(self, data) -> dict:
+        """Mean losses over ``data`` (proposals from the RPN, ROIs sampled with fixed seeds)."""
+        self._reset_metrics()
+        logs = {}
+        for step, (x, y) in enumerate(iterate_batches(data, **self.loader)):
+            rpn_logs = self.model.rpn_view.test_on_batch(x, y, return_dict=True)
+            rois = self._sample(rpn_logs, y, (-1, step))
+            cls_logs = {k: v for k, v in logs.items() if k.startswith("class_")}
+            if rois.positives + rois.negatives:
+                cls_logs = self.model.classifier_view.test_on_batch(
+                    [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
+                )
+            logs = self._merge(rpn_logs, cls_logs)
+        return {k: v for k, v in logs.items() if k not in ("outside_share", "rois_positive")}
+
+    def _sample(self, rpn_logs: dict, y: dict, key):
+        proposals = np.asarray(rpn_logs.pop("proposals"))
+        counts = np.asarray(rpn_logs.pop("proposal_counts"))
+        rng = np.random.default_rng([self.seed, *(k + 1 for k in key)])
+        return self.sampler.sample(proposals, counts, y["gt_boxes"], y["gt_class_ids"], rng)
+
+    @staticmethod
+    def _merge(rpn_logs: dict, cls_logs: dict, **extra) -> dict:
+        logs = {k: float(v) for k, v in {**rpn_logs, **cls_logs}.items()}
+        logs["loss"] = logs.get("rpn_loss", 0.0) + logs.get("class_loss", 0.0)
+        logs.update(extra)
+        return logs
+
+    def _reset_metrics(self) -> None:
+        self.model.rpn_view.reset_metrics()
+        self.model.classifier_view.reset_metrics()
+        self._outside, self._positives = [], []
