@@ -45,10 +45,15 @@ class ShapesConfig:
 
 @dataclass
 class DataConfig:
-    """Where the data is. ``train``/``val`` are COCO JSON files or the word ``shapes``."""
+    """Where the data is. ``train``/``val``: a COCO JSON file, a Pascal VOC year folder, a
+    simple CSV (``path,x1,y1,x2,y2,class``), a VIA JSON, or the word ``shapes``."""
 
     train: str = "shapes"
     val: str | None = "shapes"
+    format: Literal["auto", "coco", "voc", "csv", "via"] = "auto"  # auto: from the path/contents
+    train_split: str | None = None  # VOC ImageSets split of `train` (e.g. trainval)
+    val_split: str | None = None  # VOC split of `val` (e.g. test)
+    classes: list[str] | None = None  # class order for VOC/CSV/VIA (default: sorted names)
     images: str | None = None  # image folder of `train` (default: found next to the JSON)
     val_images: str | None = None
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT / "models") for p in (ROOT / "models").rglob("*.yaml")))
 def test_every_recipe_parses(recipe):
+    from detectlab.registry import MODELS
+
     cfg = load_config(ROOT / "models" / recipe)
-    assert cfg.model.family == "yolov3"
+    MODELS.get(cfg.model.family).check(cfg.model)
     assert cfg.total_epochs() > 0
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from detectlab.config import Config
-from detectlab.data.coco import load_coco
 from detectlab.data.records import DetectionDataset
 from detectlab.data.shapes import write_shapes_dataset
-from detectlab.errors import ConfigError
+from detectlab.errors import ConfigError, DataError
+from detectlab.registry import DATASET_FORMATS
 
 
 def load_split(cfg: Config, split: str, workdir: str | os.PathLike | None = None) -> DetectionDataset | None:
@@ -19,13 +19,41 @@ def load_split(cfg: Config, split: str, workdir: str | os.PathLike | None = None
     source = cfg.data.train if split == "train" else cfg.data.val
     if source is None:
         return None
-    images = cfg.data.images if split == "train" else cfg.data.val_images
+    d = cfg.data
+    images = d.images if split == "train" else d.val_images
+    fmt = d.format
     if source == "shapes":
-        s = cfg.data.shapes
+        s = d.shapes
         root = Path(workdir or ".") / "shapes"
-        source = write_shapes_dataset(root, s.train, s.val, s.size, s.seed)[split]
-        images = None
-    return load_coco(source, images, cfg.data.include_empty_images, cfg.data.invalid_boxes)
+        source, images, fmt = write_shapes_dataset(root, s.train, s.val, s.size, s.seed)[split], None, "coco"
+    fmt = detect_format(source) if fmt == "auto" else fmt
+    options = {}
+    if fmt == "voc":
+        options["split"] = d.train_split if split == "train" else d.val_split
+    if fmt in ("voc", "csv", "via") and d.classes:
+        options["classes"] = d.classes
+    return DATASET_FORMATS.get(fmt)(source, images, d.include_empty_images, d.invalid_boxes, **options)
+
+
+def detect_format(path: str) -> str:
+    """``voc`` for a folder with ``Annotations/``, ``csv`` for .csv/.txt, ``coco`` or ``via``
+    for JSON (by its keys)."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "Annotations").is_dir():
+            return "voc"
+        raise DataError(f"{p}: a folder, but not a Pascal VOC year folder (no Annotations/)")
+    if p.suffix.lower() in (".csv", ".txt"):
+        return "csv"
+    if not p.is_file():
+        raise DataError(f"{p}: annotation file not found")
+    with open(p) as f:
+        head = f.read(1 << 16)
+    if p.suffix.lower() == ".json" and ('"annotations"' in head or '"images"' in head or '"categories"' in head):
+        return "coco"
+    if p.suffix.lower() == ".json":
+        return "via"
+    raise DataError(f"{p}: unknown annotation format (set data.format to coco, voc, csv or via)")
 
 
 def resolve_num_classes(cfg: Config, dataset: DetectionDataset) -> int:
