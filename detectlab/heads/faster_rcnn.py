@@ -47,8 +47,8 @@ class SplitRois(keras.layers.Layer):
         shape = tf.shape(rois)
         return tf.reshape(x, tf.concat([shape[:2], tf.shape(x)[1:]], 0))
 
-    def compute_output_shape(self, shape, rois_shape):
-        return (rois_shape[0], rois_shape[1], *shape[1:])
+    def compute_output_shape(self, x_shape, rois_shape):
+        return (rois_shape[0], rois_shape[1], *x_shape[1:])
 
 
 def vgg_classifier(pooled, rois, width: float = 1.0, dropout: float = 0.5):

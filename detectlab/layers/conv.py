@@ -7,7 +7,8 @@ gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
 13x13x512->1024 32 vs 19 ms; stride 2 26x26x512->13x13x1024 36 vs 18 ms; 1x1 layers
 2-5x). So, for ``dilation=1``, ``groups=1``, channels-last layers:
 
-- 1x1 kernels with stride 1 run as one ``matmul`` over all pixels;
+- 1x1 kernels run as one ``matmul`` over all pixels (stride ``s``: over every ``s``-th
+  pixel, which is what a 1x1 strided convolution reads, with either padding);
 - 3x3 kernels (any stride, ``same`` or ``valid``) run as ``extract_patches`` + ``matmul``
   (the patch layout ``kh, kw, c_in`` is the kernel's) when the *output* map has at most
   200 pixels and the input at least 512 channels, or at most 16 pixels and 256 channels:
@@ -34,6 +35,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if mode is None:
             return super().convolution_op(inputs, kernel)
         cout = kernel.shape[3]
+        if mode == "pointwise" and self.strides[0] > 1:
+            inputs = inputs[:, :: self.strides[0], :: self.strides[1], :]
         if mode == "patches":
             stride = self.strides[0]
             inputs = tf.image.extract_patches(
@@ -47,7 +50,7 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if self.data_format != "channels_last" or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or len(shape) != 4:
             return None
         strides = tuple(self.strides)
-        if tuple(self.kernel_size) == (1, 1) and strides == (1, 1):
+        if tuple(self.kernel_size) == (1, 1):
             return "pointwise"
         if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:
             return None

@@ -88,9 +88,9 @@ class AlternatingTrainer:
             )
             classifier_time = time.perf_counter() - t
         total = time.perf_counter() - start
-        self._outside.append(1.0 - (rpn_time + classifier_time) / total)
+        self.outside_shares.append(1.0 - (rpn_time + classifier_time) / total)
         self._positives.append(rois.positives / len(x))
-        return self._merge(rpn_logs, cls_logs, outside_share=float(np.mean(self._outside)), rois_positive=float(np.mean(self._positives)))
+        return self._merge(rpn_logs, cls_logs, outside_share=float(np.mean(self.outside_shares)), rois_positive=float(np.mean(self._positives)))
 
     def evaluate(self, data) -> dict:
         """Mean losses over ``data`` (proposals from the RPN, ROIs sampled with fixed seeds)."""
@@ -123,4 +123,4 @@ class AlternatingTrainer:
     def _reset_metrics(self) -> None:
         self.model.rpn_view.reset_metrics()
         self.model.classifier_view.reset_metrics()
-        self._outside, self._positives = [], []
+        self.outside_shares, self._positives = [], []

@@ -204,8 +204,9 @@ def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
         assign(model, read_keras_archive(checkpoint), str(checkpoint))
         log.info("resumed weights from %s (new stage: fresh optimizer)", checkpoint)
         return
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
+    if not getattr(model.optimizer, "built", True):
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
     model.load_weights(str(checkpoint))
     if int(model.optimizer.iterations.numpy()) == 0:
         raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
