@@ -23,16 +23,14 @@ import tensorflow as tf
 FLOP_OPS = {"Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput", "DepthwiseConv2dNative", "_FusedConv2D", "_FusedMatMul"}
 
 
-def forward_flops(model, batch_shape) -> float:
-    """FLOPs per image of ``model(x, training=True)`` for input shape ``batch_shape``."""
-    spec = tf.TensorSpec(batch_shape, tf.float32)
-    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
-    total = 0.0
-    for op in _all_ops(graph):
-        if op.type not in FLOP_OPS:
-            continue
-        total += _op_flops(op)
-    return total / batch_shape[0]
+def forward_flops(model, *input_shapes) -> float:
+    """FLOPs per image of ``model(inputs, training=True)`` for the given input shapes
+    (the first dimension of the first is the batch)."""
+    specs = [tf.TensorSpec(shape, tf.float32) for shape in input_shapes]
+    fn = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=True))
+    graph = fn.get_concrete_function(*specs).graph
+    total = sum(_op_flops(op) for op in _all_ops(graph) if op.type in FLOP_OPS)
+    return total / input_shapes[0][0]
 
 
 def _all_ops(graph):
@@ -81,14 +79,15 @@ def matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> 
     return 2.0 * size**3 / statistics.median(times)
 
 
-def training_step_times(model, batches, warmup: int = 3, steps: int = 10) -> list[float]:
+def training_step_times(step, batches, warmup: int = 3, steps: int = 10) -> list[float]:
+    """Wall times of ``step(batch, index)`` after ``warmup`` untimed calls."""
     for i in range(warmup):
-        model.train_on_batch(*batches[i % len(batches)])
+        step(batches[i % len(batches)], i)
     times = []
     for i in range(steps):
-        x, y = batches[(warmup + i) % len(batches)]
+        batch = batches[(warmup + i) % len(batches)]
         start = time.perf_counter()
-        model.train_on_batch(x, y)
+        step(batch, warmup + i)
         times.append(time.perf_counter() - start)
     return times
 
