@@ -23,14 +23,48 @@ def xy_deltas(boxes: np.ndarray, gt: np.ndarray, std) -> np.ndarray:
     return encode_deltas(boxes, gt)[..., XY_ORDER] * np.asarray(std, np.float32)
 
 
-class RpnTargetEncoder:
-    """Anchor labels and regression targets for one image (keras-frcnn ``calc_rpn``):
+def label_anchors(anchors: np.ndarray, gt: np.ndarray, crowd: np.ndarray, positive_iou: float, negative_iou: float,
+                  samples: int, rng: np.random.Generator):
+    """RPN anchor labels shared by the R-CNN families (keras-frcnn ``calc_rpn`` / matterport
+    ``build_rpn_targets``), vectorised.
 
-    - anchors crossing the image border are ignored;
     - positive: IoU > ``positive_iou`` with a ground truth, plus each ground truth's best
-      anchor (if it overlaps at all); negative: best IoU < ``negative_iou``; the rest neutral;
-      anchors overlapping a crowd region are never negative;
-    - at most ``samples`` anchors count, at most half of them positive (random subset).
+      anchor(s) (ties: every anchor at the maximum) if it overlaps at all;
+    - negative: best IoU < ``negative_iou`` and no overlap (IoU >= 0.001) with a crowd box;
+    - at most ``samples`` labelled, at most half positive (random subsets).
+
+    Returns ``(positive indices, negative indices, matched gt boxes (P, 4))`` into ``anchors``.
+    """
+    if len(gt):
+        iou = iou_matrix(anchors, gt)  # (N, G)
+        best_gt = iou.argmax(1)
+        best_iou = iou[np.arange(len(anchors)), best_gt]
+        pos = best_iou > positive_iou
+        neg = best_iou < negative_iou
+        gt_best = iou.max(0)
+        forced_rows, forced_cols = np.nonzero((iou == gt_best[None]) & (gt_best[None] > 0))
+        pos[forced_rows] = True
+        best_gt[forced_rows] = forced_cols
+        neg &= ~pos
+    else:
+        best_gt = np.zeros(len(anchors), np.int64)
+        pos = np.zeros(len(anchors), bool)
+        neg = np.ones(len(anchors), bool)
+    if len(crowd):
+        neg &= iou_matrix(anchors, crowd).max(1) < 0.001
+    pos_idx, neg_idx = np.nonzero(pos)[0], np.nonzero(neg)[0]
+    if len(pos_idx) > samples // 2:
+        pos_idx = np.sort(rng.choice(pos_idx, samples // 2, replace=False))
+    if len(neg_idx) > samples - len(pos_idx):
+        neg_idx = np.sort(rng.choice(neg_idx, samples - len(pos_idx), replace=False))
+    matched = gt[best_gt[pos_idx]] if len(gt) else np.zeros((0, 4), np.float32)
+    return pos_idx, neg_idx, matched
+
+
+class RpnTargetEncoder:
+    """Faster R-CNN anchor labels and regression targets for one image (keras-frcnn
+    ``calc_rpn``): anchors crossing the image border are ignored, the rest are labelled by
+    :func:`label_anchors`.
 
     Output per image: ``class (H, W, 2A)`` = ``[valid mask | positive mask]`` and
     ``regress (H, W, 8A)`` = ``[positive mask x4 | targets * std]``.
@@ -48,37 +82,16 @@ class RpnTargetEncoder:
 
     def encode(self, boxes: np.ndarray, iscrowd: np.ndarray, rng: np.random.Generator):
         n = len(self.anchors)
+        inside = np.nonzero(self.inside)[0]
+        pos, neg, targets = label_anchors(self.anchors[inside], boxes[~iscrowd], boxes[iscrowd], self.positive_iou,
+                                          self.negative_iou, self.samples, rng)
         valid = np.zeros(n, bool)
         positive = np.zeros(n, bool)
-        targets = np.zeros((n, 4), np.float32)
-        crowd, gt = boxes[iscrowd], boxes[~iscrowd]
-        inside = np.nonzero(self.inside)[0]
-        if len(gt):
-            iou = iou_matrix(self.anchors[inside], gt)  # (n_inside, G)
-            best_gt = iou.argmax(1)
-            best_iou = iou[np.arange(len(inside)), best_gt]
-            pos = best_iou > self.positive_iou
-            neg = best_iou < self.negative_iou
-            # each ground truth's best anchor is positive (ties: every anchor at the max)
-            gt_best = iou.max(0)
-            forced = (iou == gt_best[None]) & (gt_best[None] > 0)
-            forced_rows, forced_cols = np.nonzero(forced)
-            pos[forced_rows] = True
-            best_gt[forced_rows] = forced_cols
-            neg &= ~pos
-            targets[inside[pos]] = xy_deltas(self.anchors[inside[pos]], gt[best_gt[pos]], (self.std,) * 4)
-        else:
-            pos = np.zeros(len(inside), bool)
-            neg = np.ones(len(inside), bool)
-        if len(crowd):
-            neg &= iou_matrix(self.anchors[inside], crowd).max(1) < 0.001
-        pos_idx, neg_idx = inside[pos], inside[neg]
-        if len(pos_idx) > self.samples // 2:
-            pos_idx = rng.choice(pos_idx, self.samples // 2, replace=False)
-        if len(neg_idx) > self.samples - len(pos_idx):
-            neg_idx = rng.choice(neg_idx, self.samples - len(pos_idx), replace=False)
-        valid[pos_idx] = valid[neg_idx] = True
-        positive[pos_idx] = True
+        valid[inside[pos]] = valid[inside[neg]] = True
+        positive[inside[pos]] = True
+        full = np.zeros((n, 4), np.float32)
+        full[inside[pos]] = xy_deltas(self.anchors[inside[pos]], targets, (self.std,) * 4)
+        targets = full
         h, w = self.feature_hw
         a = self.num_anchors
         cls = np.concatenate([valid.reshape(h, w, a), positive.reshape(h, w, a)], -1).astype(np.float32)

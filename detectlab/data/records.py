@@ -138,6 +138,8 @@ def decode_masks(record: ImageRecord) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     h, w = record.height, record.width
+    if record.num_instances == 0:
+        return np.zeros((0, h, w), np.uint8)
     if record.segmentations is None:
         raise DataError(f"{record.path}: the annotations carry no masks")
     masks = np.zeros((record.num_instances, h, w), np.uint8)

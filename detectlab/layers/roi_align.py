@@ -26,7 +26,11 @@ def crop_and_resize(features, boxes, pool_size: int):
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class RoiAlign(keras.layers.Layer):
+    """Boxes stay float32 under mixed precision (no autocast); the output has the
+    features' dtype."""
+
     def __init__(self, pool_size: int = 7, **kwargs):
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.pool_size = int(pool_size)
 
