@@ -22,8 +22,9 @@ from detectlab.backbones import darknet, resnet, vgg  # noqa: E402,F401
 from detectlab.data import coco  # noqa: E402,F401
 from detectlab.data.importers import csv_simple, via, voc  # noqa: E402,F401
 from detectlab.layers import batch_norm, conv, nms, preprocess, proposals, rcnn_detections, regularizers, roi_align  # noqa: E402,F401
+from detectlab.layers import detection_targets, fpn_proposals, mrcnn_detections, pyramid_roi_align  # noqa: E402,F401
 from detectlab.layers import yolo as yolo_layers  # noqa: E402,F401
-from detectlab.losses import faster_rcnn as faster_rcnn_losses, yolo  # noqa: E402,F401
+from detectlab.losses import faster_rcnn as faster_rcnn_losses, mask_rcnn as mask_rcnn_losses, yolo  # noqa: E402,F401
 from detectlab import models  # noqa: E402,F401
 from detectlab.training import optimizers  # noqa: E402,F401
 from detectlab.config import Config, load_config  # noqa: E402
