@@ -13,6 +13,8 @@ gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
   (the patch layout ``kh, kw, c_in`` is the kernel's) when the *output* map has at most
   200 pixels and the input at least 512 channels, or at most 16 pixels and 256 channels:
   the shapes where it won in both float32 and bfloat16;
+- a ``valid`` kernel as large as its input (the Mask R-CNN box head's 7x7 "FC as conv")
+  is one ``matmul`` of the flattened input;
 - everything else is Keras' convolution.
 
 Weights, config and results are those of ``keras.layers.Conv2D`` (up to float rounding),
@@ -22,6 +24,7 @@ so checkpoints and by-name loading do not depend on the choice.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # (maximum output-map pixels, minimum input channels) where 3x3 patches + matmul wins
@@ -35,6 +38,9 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if mode is None:
             return super().convolution_op(inputs, kernel)
         cout = kernel.shape[3]
+        if mode == "window":  # the kernel covers the whole input: one matmul per image
+            out = tf.matmul(tf.reshape(inputs, [-1, int(np.prod(inputs.shape[1:]))]), tf.reshape(kernel, [-1, cout]))
+            return tf.reshape(out, [-1, 1, 1, cout])
         if mode == "pointwise" and self.strides[0] > 1:
             inputs = inputs[:, :: self.strides[0], :: self.strides[1], :]
         if mode == "patches":
@@ -52,6 +58,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         strides = tuple(self.strides)
         if tuple(self.kernel_size) == (1, 1):
             return "pointwise"
+        if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
+            return "window"
         if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:
             return None
         h, w, c = shape[1], shape[2], shape[3]

@@ -65,7 +65,7 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
     """Set each model layer's weights from ``weights[layer.name]`` after checking shapes."""
     pattern = re.compile(exclude) if exclude else None
     report = LoadReport()
-    updates = []
+    updates, mismatched = [], []
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -79,12 +79,13 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
         expected = [tuple(w.shape) for w in layer.weights]
         found = [tuple(v.shape) for v in values]
         if expected != found:
-            raise WeightsError(
-                f"{source}: layer '{layer.name}' has shapes {found} in the file but {expected} in the model "
-                f"(exclude it to fine-tune, e.g. --exclude '{layer.name}')"
-            )
+            mismatched.append(f"layer '{layer.name}' has shapes {found} in the file but {expected} in the model")
+            continue
         updates.append((layer, values))
         report.loaded.append(layer.name)
+    if mismatched:
+        names = "|".join(m.split("'")[1] for m in mismatched)
+        raise WeightsError(f"{source}: {'; '.join(mismatched)} (exclude to fine-tune: --exclude '{names}')")
     if not updates:
         raise WeightsError(f"{source}: no layer name matches the model (is this a weights file for this model?)")
     for layer, values in updates:
@@ -105,7 +106,10 @@ def read_keras_archive(path) -> dict[str, list[np.ndarray]]:
 
 
 def read_h5(path) -> dict[str, list[np.ndarray]]:
-    """Classic Keras by-name HDF5 layout -> ``{layer name: [arrays]}``."""
+    """Classic Keras by-name HDF5 layout -> ``{layer name: [arrays]}``.
+
+    A nested model saved as one group (matterport's shared ``rpn_model``, whose weights are
+    named ``rpn_conv_shared/kernel:0`` ...) is split into its layers by weight-name prefix."""
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -121,7 +125,10 @@ def read_h5(path) -> dict[str, list[np.ndarray]]:
         for raw_name in group.attrs["layer_names"]:
             name = _text(raw_name)
             layer_group = group[name]
-            out[name] = [np.asarray(layer_group[_text(w)]) for w in layer_group.attrs.get("weight_names", [])]
+            for raw_weight in layer_group.attrs.get("weight_names", []):
+                weight = _text(raw_weight)
+                owner = weight.split("/")[0] if "/" in weight else name
+                out.setdefault(owner, []).append(np.asarray(layer_group[weight]))
         return {k: v for k, v in out.items() if v}
 
 

@@ -19,6 +19,8 @@ from detectlab.layers.regularizers import L2
         ((1, 9, 9, 512), 3, 2, "same", "patches"),
         ((2, 20, 20, 64), 3, 1, "same", None),  # large map, few channels: oneDNN
         ((2, 8, 8, 16), 3, 2, "valid", None),
+        ((3, 7, 7, 8), 7, 1, "valid", "window"),  # Mask R-CNN's mrcnn_class_conv1
+        ((3, 3, 3, 8), 3, 1, "valid", "window"),
     ],
 )
 def test_adaptive_conv_equals_keras_conv(shape, kernel, strides, padding, mode):
