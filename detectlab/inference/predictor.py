@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -74,7 +75,8 @@ class Predictor:
         for k, ((_, transform), (h, w)) in enumerate(zip(batch, shapes)):
             n = int(result["valid"][k])
             boxes = unletterbox(result["boxes"][k, :n] * self.image_size, transform, (h, w))
-            out.append(Detections(boxes, result["scores"][k, :n], result["class_ids"][k, :n].astype(np.int32)))
+            masks = paste_masks(result["masks"][k, :n], boxes, (h, w)) if "masks" in result else None
+            out.append(Detections(boxes, result["scores"][k, :n], result["class_ids"][k, :n].astype(np.int32), masks))
         return out
 
 
@@ -87,6 +89,22 @@ def unletterbox(boxes: np.ndarray, transform, shape_hw) -> np.ndarray:
     h, w = shape_hw
     out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, h)
     out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, w)
+    return out
+
+
+def paste_masks(masks: np.ndarray, boxes: np.ndarray, shape_hw, threshold: float = 0.5) -> np.ndarray:
+    """``masks (K, m, m)`` probabilities in each box's frame, ``boxes (K, 4)`` y1 x1 y2 x2 in
+    the image's pixels -> full-size ``uint8 (K, H, W)`` binary masks."""
+    h, w = shape_hw
+    out = np.zeros((len(masks), h, w), np.uint8)
+    for k, (y1, x1, y2, x2) in enumerate(boxes):
+        top, left = int(np.floor(y1)), int(np.floor(x1))
+        bottom, right = max(int(np.ceil(y2)), top + 1), max(int(np.ceil(x2)), left + 1)
+        resized = cv2.resize(masks[k].astype(np.float32), (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+        t, l = max(top, 0), max(left, 0)
+        b, r = min(bottom, h), min(right, w)
+        if b > t and r > l:
+            out[k, t:b, l:r] = resized[t - top : b - top, l - left : r - left] >= threshold
     return out
 
 

@@ -1,7 +1,8 @@
 """Model families; importing this package registers every built-in in ``MODELS``."""
 
-from detectlab.models import faster_rcnn, yolov3  # noqa: F401  (register "faster_rcnn", "yolov3")
+from detectlab.models import faster_rcnn, mask_rcnn, yolov3  # noqa: F401  (register the families)
 from detectlab.models.faster_rcnn import FasterRCNN
+from detectlab.models.mask_rcnn import MaskRCNN
 from detectlab.models.yolov3 import YoloV3
 
-__all__ = ["FasterRCNN", "YoloV3"]
+__all__ = ["FasterRCNN", "MaskRCNN", "YoloV3"]

@@ -67,14 +67,16 @@ class DetectorModel(keras.Model):
             name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, *((L2_LOSS,) if track_l2 else ()))
         }
 
-    def total_loss(self, terms: dict) -> tf.Tensor:
-        """Weight, track and sum named loss terms (+ the layers' L2 regularisation)."""
+    def total_loss(self, terms: dict, l2=None) -> tf.Tensor:
+        """Weight, track and sum named loss terms (+ ``l2``, by default the layers' L2
+        regularisation), each under its own name."""
         total = 0.0
         for name in self.LOSS_NAMES:
             value = self.loss_weights[name] * tf.cast(terms[name], tf.float32)
             self.loss_trackers[name].update_state(value)
             total = total + value
-        l2 = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else tf.zeros(())
+        if l2 is None:
+            l2 = tf.add_n([tf.cast(v, tf.float32) for v in self.losses]) if self.losses else tf.zeros(())
         self.loss_trackers[L2_LOSS].update_state(l2)
         return replica_scale(total + l2)
 

@@ -1,0 +1,227 @@
+"""Mask R-CNN (matterport design): ResNet-50/101 + FPN, a level-shared RPN, in-graph
+proposals and detection targets, pyramid ROIAlign, box and mask heads.
+
+The saved model is the *training graph*: inputs ``images (B, S, S, 3)`` RGB 0-255 plus the
+loader's targets (``gt_class_ids (B, M)`` 1..C / 0 pad / negative crowd, ``gt_boxes
+(B, M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (B, M, 56, 56)`` mini masks,
+``rpn_match (B, N)``, ``rpn_bbox (B, N, 4)``; see
+:mod:`detectlab.data.mask_rcnn_targets`); its outputs are the heads' predictions and the
+targets they are scored against. ``compute_loss`` turns them into the five named losses
+plus the weight decay (``l2_loss``), each tracked by a named ``Mean``. The mask head trains
+on the positive ROIs only (the mask loss never looks at the others).
+``inference_model`` reuses the same layers: images -> detections and 28x28 masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES
+from detectlab.backbones.fpn import fpn
+from detectlab.config import Config, ModelConfig
+from detectlab.data.mask_rcnn_targets import MaskRcnnTargetEncoder
+from detectlab.errors import ConfigError
+from detectlab.heads.mask_rcnn import ClassIndex, ClassMasks, LeadingRois, box_head, mask_head, rpn_head
+from detectlab.layers.detection_targets import DetectionTargets
+from detectlab.layers.fpn_proposals import FpnProposals
+from detectlab.layers.mrcnn_detections import MaskRcnnDetections
+from detectlab.layers.preprocess import MASK_RCNN_MEAN_RGB, ImageNormalization
+from detectlab.losses.mask_rcnn import MASK_RCNN_LOSS_NAMES
+from detectlab.models.base import DetectorModel
+from detectlab.models.family import ModelFamily
+from detectlab.registry import BACKBONES, LOSSES, MODELS
+
+HEAD_LAYERS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
+
+
+@dataclass
+class MaskRCNNConfig(ModelConfig):
+    family: str = "mask_rcnn"
+    backbone: Literal["resnet50", "resnet101"] = "resnet101"
+    image_size: int = 1024  # square canvas (the reference's "square" resize)
+    width: float = 1.0  # backbone channel multiplier (tests; FPN and heads keep their widths)
+    resnet_stages: list[int] | None = None  # blocks per ResNet stage (tests); None: 50/101
+    train_bn: bool = False  # batch-norm statistics frozen, as in the reference
+    fpn_channels: int = 256
+    anchor_scales: list[float] = field(default_factory=lambda: list(FPN_SCALES))
+    anchor_ratios: list[float] = field(default_factory=lambda: list(FPN_RATIOS))
+    anchor_stride: int = 1
+    rpn_positive_iou: float = 0.7
+    rpn_negative_iou: float = 0.3
+    rpn_samples: int = 256
+    proposals_pre_nms: int = 6000
+    proposals_nms: float = 0.7
+    proposals_training: int = 2000
+    proposals_inference: int = 1000
+    train_rois: int = 200
+    roi_positive_ratio: float = 0.33
+    add_gt_as_proposals: bool = False
+    mini_mask: int = 56
+    pool_size: int = 7
+    mask_pool_size: int = 14
+    fc_size: int = 1024
+    detection_max: int = 100
+    detection_min_confidence: float = 0.7
+    detection_nms: float = 0.3
+    weight_decay: float = 1e-4  # L2 on every trained weight but batch-norm gamma/beta
+
+
+@keras.saving.register_keras_serializable(package="detectlab")
+class MaskRCNN(DetectorModel):
+    LOSS_NAMES = MASK_RCNN_LOSS_NAMES
+    LAYER_PRESETS = {
+        "heads": HEAD_LAYERS,
+        "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + HEAD_LAYERS,
+        "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + HEAD_LAYERS,
+        "5+": r"(res5.*)|(bn5.*)|" + HEAD_LAYERS,
+        "all": ".*",
+    }
+
+    def __init__(self, num_classes: int, backbone: str = "resnet101", image_size: int = 1024, width: float = 1.0,
+                 resnet_stages=None, train_bn: bool = False, fpn_channels: int = 256, anchor_scales=FPN_SCALES,
+                 anchor_ratios=FPN_RATIOS, anchor_stride: int = 1, proposals_pre_nms: int = 6000,
+                 proposals_nms: float = 0.7, proposals_training: int = 2000, proposals_inference: int = 1000,
+                 train_rois: int = 200, roi_positive_ratio: float = 0.33, add_gt_as_proposals: bool = False,
+                 mini_mask: int = 56, pool_size: int = 7, mask_pool_size: int = 14, fc_size: int = 1024,
+                 weight_decay: float = 1e-4, max_boxes: int = 100, loss_weights: dict | None = None,
+                 class_names=None, category_ids=None, **kwargs):
+        k = num_classes + 1
+        num_anchors = sum(len(range(0, math.ceil(image_size / s), anchor_stride)) ** 2 for s in FPN_STRIDES) * len(anchor_ratios)
+        inputs = {
+            "images": keras.Input((image_size, image_size, 3), name="images"),
+            "gt_class_ids": keras.Input((max_boxes,), dtype="int32", name="gt_class_ids"),
+            "gt_boxes": keras.Input((max_boxes, 4), name="gt_boxes"),
+            "gt_masks": keras.Input((max_boxes, mini_mask, mini_mask), dtype="uint8", name="gt_masks"),
+            "rpn_match": keras.Input((num_anchors,), dtype="int32", name="rpn_match"),
+            "rpn_bbox": keras.Input((num_anchors, 4), name="rpn_bbox"),
+        }
+        x = ImageNormalization(MASK_RCNN_MEAN_RGB, 1.0, name="image_normalization")(inputs["images"])
+        features = BACKBONES.get(backbone)(x, width=width, train_bn=train_bn, stages=resnet_stages)
+        pyramid = fpn(features, fpn_channels)
+        rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(anchor_ratios))
+        proposal_layer = FpnProposals(image_size, FPN_STRIDES, anchor_scales, anchor_ratios, anchor_stride,
+                                      pre_nms=proposals_pre_nms, nms_threshold=proposals_nms,
+                                      proposals_training=proposals_training, proposals_inference=proposals_inference,
+                                      name="proposals")
+        proposals, _ = proposal_layer(rpn_probs[..., 1], rpn_deltas, training=True)
+        rois, target_ids, target_deltas, target_masks = DetectionTargets(
+            train_rois, roi_positive_ratio, mask_size=2 * mask_pool_size, add_gt_as_proposals=add_gt_as_proposals,
+            name="detection_targets",
+        )(proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
+        class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, image_size, pool_size, fc_size, train_bn)
+        positives = int(round(train_rois * roi_positive_ratio))
+        mask_rois = LeadingRois(positives, name="positive_rois")(rois)
+        masks = mask_head(mask_rois, pyramid, num_classes, image_size, mask_pool_size, train_bn)
+        outputs = {
+            "rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas,
+            "target_class_ids": target_ids, "target_deltas": target_deltas,
+            "target_masks": LeadingRois(positives, name="positive_target_masks")(target_masks),
+            "target_mask_class_ids": LeadingRois(positives, name="positive_target_ids")(target_ids),
+            "mrcnn_class_logits": class_logits, "mrcnn_bbox": deltas, "mrcnn_mask": masks,
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.constructor_args = {
+            "num_classes": int(num_classes), "backbone": backbone, "image_size": int(image_size), "width": float(width),
+            "resnet_stages": list(resnet_stages) if resnet_stages else None, "train_bn": bool(train_bn),
+            "fpn_channels": int(fpn_channels), "anchor_scales": [float(s) for s in anchor_scales],
+            "anchor_ratios": [float(r) for r in anchor_ratios], "anchor_stride": int(anchor_stride),
+            "proposals_pre_nms": int(proposals_pre_nms), "proposals_nms": float(proposals_nms),
+            "proposals_training": int(proposals_training), "proposals_inference": int(proposals_inference),
+            "train_rois": int(train_rois), "roi_positive_ratio": float(roi_positive_ratio),
+            "add_gt_as_proposals": bool(add_gt_as_proposals), "mini_mask": int(mini_mask), "pool_size": int(pool_size),
+            "mask_pool_size": int(mask_pool_size), "fc_size": int(fc_size), "weight_decay": float(weight_decay),
+            "max_boxes": int(max_boxes), "loss_weights": dict(loss_weights or {}),
+        }
+        self._init_classes(num_classes, class_names, category_ids)
+        self._init_losses(loss_weights)
+        self.proposal_layer = proposal_layer
+        self._box_head = keras.Model([rois, *pyramid[:4]], [class_logits, _probs, deltas], name="box_head")
+        self._mask_head = keras.Model([mask_rois, *pyramid[:4]], masks, name="mask_head")
+        self._graph = dict(images=inputs["images"], pyramid=pyramid, rpn_probs=rpn_probs, rpn_deltas=rpn_deltas)
+        self.active_class_ids = np.ones((1, k), np.float32)  # one dataset: every class is active
+
+    def weight_decay_loss(self):
+        """The reference's weight decay: ``wd * sum(w**2) / size(w)`` over every trained
+        weight except batch-norm gamma/beta."""
+        wd = self.constructor_args["weight_decay"]
+        terms = [tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) / float(np.prod(w.shape))
+                 for w in self.trainable_weights if not w.path.endswith(("gamma", "beta"))]
+        return wd * tf.add_n(terms) if terms and wd else tf.zeros(())
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        get, o = LOSSES.get, y_pred
+        active = tf.tile(self.active_class_ids, [tf.shape(o["target_class_ids"])[0], 1])
+        terms = {
+            "rpn_class_loss": get("rpn_class_loss")(x["rpn_match"], o["rpn_class_logits"]),
+            "rpn_bbox_loss": get("rpn_bbox_loss")(x["rpn_match"], x["rpn_bbox"], o["rpn_bbox"]),
+            "mrcnn_class_loss": get("mrcnn_class_loss")(o["target_class_ids"], o["mrcnn_class_logits"], active),
+            "mrcnn_bbox_loss": get("mrcnn_bbox_loss")(o["target_class_ids"], o["target_deltas"], o["mrcnn_bbox"]),
+            "mrcnn_mask_loss": get("mrcnn_mask_loss")(o["target_mask_class_ids"], o["target_masks"], o["mrcnn_mask"]),
+        }
+        return self.total_loss(terms, self.weight_decay_loss())
+
+    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
+        """images -> ``boxes (B, K, 4)`` normalised, ``scores``, ``class_ids`` (0..C-1),
+        ``valid``, ``masks (B, K, 28, 28)`` probabilities in each box's frame."""
+        g, args = self._graph, self.constructor_args
+        proposals, _ = self.proposal_layer(g["rpn_probs"][..., 1], g["rpn_deltas"], training=False)
+        _, probs, deltas = self._box_head([proposals, *g["pyramid"][:4]])
+        boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections, score_threshold, nms_threshold,
+                                                             name="detections")(proposals, probs, deltas)
+        masks = ClassMasks(name="class_masks")(self._mask_head([boxes, *g["pyramid"][:4]]), class_ids)
+        outputs = {"boxes": boxes, "scores": scores, "class_ids": ClassIndex(name="class_index")(class_ids),
+                   "valid": valid, "masks": masks}
+        return keras.Model(g["images"], outputs, name=f"{self.name}_inference")
+
+
+def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=None) -> MaskRCNN:
+    m: MaskRCNNConfig = cfg.model
+    if class_weights is not None:
+        raise ConfigError("loss.class_weights: not supported for mask_rcnn (its heads sample balanced ROIs)")
+    names, ids = classes or (None, None)
+    return MaskRCNN(
+        num_classes=num_classes, backbone=m.backbone, image_size=m.image_size, width=m.width,
+        resnet_stages=m.resnet_stages, train_bn=m.train_bn, fpn_channels=m.fpn_channels, anchor_scales=m.anchor_scales,
+        anchor_ratios=m.anchor_ratios, anchor_stride=m.anchor_stride, proposals_pre_nms=m.proposals_pre_nms,
+        proposals_nms=m.proposals_nms, proposals_training=m.proposals_training,
+        proposals_inference=m.proposals_inference, train_rois=m.train_rois, roi_positive_ratio=m.roi_positive_ratio,
+        add_gt_as_proposals=m.add_gt_as_proposals, mini_mask=m.mini_mask, pool_size=m.pool_size,
+        mask_pool_size=m.mask_pool_size, fc_size=m.fc_size, weight_decay=m.weight_decay, max_boxes=cfg.data.max_boxes,
+        loss_weights=cfg.loss.weights, class_names=names, category_ids=ids, name=f"mask_rcnn_{m.backbone}",
+    )
+
+
+def mask_rcnn_encoder(cfg: Config, num_classes: int) -> MaskRcnnTargetEncoder:
+    m: MaskRCNNConfig = cfg.model
+    return MaskRcnnTargetEncoder(m.image_size, FPN_STRIDES, m.anchor_scales, m.anchor_ratios, m.anchor_stride,
+                                 m.rpn_positive_iou, m.rpn_negative_iou, m.rpn_samples, mini_mask=m.mini_mask,
+                                 max_boxes=cfg.data.max_boxes)
+
+
+def check_mask_rcnn_config(m: MaskRCNNConfig, source: str = "model") -> None:
+    if m.image_size % 64:
+        raise ConfigError(f"{source}.image_size: must be a multiple of 64 (P6 has stride 64), got {m.image_size}")
+    if len(m.anchor_scales) != len(FPN_STRIDES):
+        raise ConfigError(f"{source}.anchor_scales: one scale per pyramid level P2-P6 ({len(FPN_STRIDES)}), got {len(m.anchor_scales)}")
+    if not 0 < m.roi_positive_ratio <= 1:
+        raise ConfigError(f"{source}.roi_positive_ratio: must be in (0, 1], got {m.roi_positive_ratio}")
+
+
+MODELS.register(
+    "mask_rcnn",
+    ModelFamily(
+        name="mask_rcnn",
+        config_class=MaskRCNNConfig,
+        build=build_mask_rcnn,
+        make_encoder=mask_rcnn_encoder,
+        check=check_mask_rcnn_config,
+        model_class=MaskRCNN,
+        with_masks=True,
+    ),
+)
