@@ -21,13 +21,13 @@ def anchor_shapes(scales, ratios) -> np.ndarray:
     return np.array([(s * r[1], s * r[0]) for s in scales for r in ratios], np.float32)
 
 
-def grid_anchors(feature_hw, stride: float, scales, ratios) -> np.ndarray:
-    """``(H * W * A, 4)`` anchors centred on the feature-map cells (cell centre at
-    ``(i + 0.5) * stride``)."""
+def grid_anchors(feature_hw, stride: float, scales, ratios, offset: float = 0.5) -> np.ndarray:
+    """``(H * W * A, 4)`` anchors on the feature-map cells, cell ``i`` centred at
+    ``(i + offset) * stride`` (0.5: the cell's centre; matterport uses 0)."""
     h, w = feature_hw
     shapes = anchor_shapes(scales, ratios)  # (A, 2) h, w
-    cy = (np.arange(h, dtype=np.float32) + 0.5) * stride
-    cx = (np.arange(w, dtype=np.float32) + 0.5) * stride
+    cy = (np.arange(h, dtype=np.float32) + offset) * stride
+    cx = (np.arange(w, dtype=np.float32) + offset) * stride
     cy, cx = np.meshgrid(cy, cx, indexing="ij")
     centres = np.stack([cy, cx], -1).reshape(-1, 1, 2)  # (H*W, 1, 2)
     half = shapes[None] / 2

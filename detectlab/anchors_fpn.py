@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from detectlab.anchors import grid_anchors
+
 FPN_STRIDES = (4, 8, 16, 32, 64)
 FPN_SCALES = (32, 64, 128, 256, 512)
 FPN_RATIOS = (0.5, 1.0, 2.0)
@@ -27,17 +29,11 @@ FPN_RATIOS = (0.5, 1.0, 2.0)
 
 def level_anchors(image_size: int, stride: int, scale: float, ratios, anchor_stride: int = 1,
                   offset: float = 0.0) -> np.ndarray:
-    """``(rows * cols * len(ratios), 4)`` pixel anchors of one level (row, col, ratio order)."""
-    cells = int(math.ceil(image_size / stride))
-    ratios = np.asarray(ratios, np.float64)
-    heights = scale / np.sqrt(ratios)
-    widths = scale * np.sqrt(ratios)
-    centres = (np.arange(0, cells, anchor_stride, dtype=np.float64) + offset) * stride
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")
-    cy = cy.reshape(-1, 1)
-    cx = cx.reshape(-1, 1)
-    boxes = np.stack([cy - heights / 2, cx - widths / 2, cy + heights / 2, cx + widths / 2], -1)
-    return boxes.reshape(-1, 4).astype(np.float32)
+    """``(rows * cols * len(ratios), 4)`` pixel anchors of one level (row, col, ratio order):
+    :func:`detectlab.anchors.grid_anchors` with one scale and ``(w, h)`` = ``(sqrt r, 1 / sqrt r)``."""
+    cells = len(range(0, int(math.ceil(image_size / stride)), anchor_stride))
+    pairs = [(math.sqrt(r), 1.0 / math.sqrt(r)) for r in ratios]
+    return grid_anchors((cells, cells), stride * anchor_stride, [scale], pairs, offset / anchor_stride)
 
 
 def pyramid_anchors(image_size: int, strides=FPN_STRIDES, scales=FPN_SCALES, ratios=FPN_RATIOS,

@@ -8,25 +8,11 @@ deltas are ``(dy, dx, dh, dw) / std`` (centre offsets over the ROI's size, log s
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from detectlab.layers.box_ops import iou
+from detectlab.layers.box_ops import encode_deltas, iou
 
 BBOX_STD = (0.1, 0.1, 0.2, 0.2)
-
-
-def encode_box_deltas(boxes, gt, std=BBOX_STD):
-    """``(dy, dx, dh, dw) / std`` taking ``boxes (..., 4)`` onto ``gt (..., 4)`` (in-graph twin
-    of :func:`detectlab.boxes.encode_deltas`)."""
-    h = boxes[..., 2] - boxes[..., 0]
-    w = boxes[..., 3] - boxes[..., 1]
-    gh = gt[..., 2] - gt[..., 0]
-    gw = gt[..., 3] - gt[..., 1]
-    dy = (gt[..., 0] + 0.5 * gh - boxes[..., 0] - 0.5 * h) / h
-    dx = (gt[..., 1] + 0.5 * gw - boxes[..., 1] - 0.5 * w) / w
-    deltas = tf.stack([dy, dx, tf.math.log(gh / h), tf.math.log(gw / w)], axis=-1)
-    return deltas / np.asarray(std, np.float32)
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -103,7 +89,7 @@ class DetectionTargets(keras.layers.Layer):
         pos_rois = tf.gather(proposals, positive)
         matched = tf.argmax(tf.gather(object_iou, positive), axis=1, output_type=tf.int32)
         matched_boxes = tf.gather(gt_boxes, matched)
-        deltas = encode_box_deltas(pos_rois, matched_boxes, self.std)
+        deltas = encode_deltas(pos_rois, matched_boxes, self.std)
 
         # the ROI in the matched GT box's frame (its mini-mask spans [0, 1] x [0, 1])
         gy1, gx1, gy2, gx2 = tf.unstack(matched_boxes, axis=-1)
@@ -119,11 +105,6 @@ class DetectionTargets(keras.layers.Layer):
         deltas = tf.pad(deltas, [[0, num_neg + pad], [0, 0]])
         masks = tf.pad(masks, [[0, num_neg + pad], [0, 0], [0, 0]])
         return rois, target_ids, deltas, masks
-
-    def compute_output_spec(self, proposals, gt_class_ids, gt_boxes, gt_masks):
-        b, t, m = proposals.shape[0], self.train_rois, self.mask_size
-        return (keras.KerasTensor((b, t, 4), dtype="float32"), keras.KerasTensor((b, t), dtype="int32"),
-                keras.KerasTensor((b, t, 4), dtype="float32"), keras.KerasTensor((b, t, m, m), dtype="float32"))
 
     def compute_output_spec(self, proposals, gt_class_ids, gt_boxes, gt_masks):
         """The ROI axis is left dynamic (``None``), so heads built on these tensors also

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, pyramid_anchors
-from detectlab.layers.proposals import apply_deltas, top_proposals
+from detectlab.layers.proposals import top_proposals
 
 RPN_BBOX_STD = (0.1, 0.1, 0.2, 0.2)
 
@@ -53,9 +53,8 @@ class FpnProposals(keras.layers.Layer):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
         deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) / np.asarray(self.std, np.float32)
-        boxes = apply_deltas(tf.constant(self.anchors)[None], deltas)
         k = self.proposals_training if training else self.proposals_inference
-        return top_proposals(boxes, scores, self.pre_nms, self.nms_threshold, k)
+        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, k)
 
     def compute_output_spec(self, scores, deltas, training=None):
         batch = scores.shape[0]

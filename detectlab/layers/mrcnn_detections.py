@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from detectlab.layers.detection_targets import BBOX_STD
 from detectlab.layers.nms import PerClassNMS
-from detectlab.layers.proposals import apply_deltas
+from detectlab.layers.box_ops import apply_deltas
 
 
 @keras.saving.register_keras_serializable(package="detectlab")

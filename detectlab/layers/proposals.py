@@ -1,8 +1,8 @@
 """Region proposals from RPN outputs, in-graph and batched (no Python loop per box).
 
-``decode_rpn`` turns per-anchor objectness and deltas into boxes; ``top_proposals`` keeps
-the ``pre_nms`` best, applies NMS and returns a fixed number of boxes per image (zero
-padding) with the count of real ones. Boxes are ``y1, x1, y2, x2`` normalised to the input.
+``top_proposals`` keeps the ``pre_nms`` best-scoring anchors, decodes only those, applies
+NMS and returns a fixed number of boxes per image (zero padding) with the count of real
+ones. Boxes are ``y1, x1, y2, x2`` normalised to the input.
 """
 
 from __future__ import annotations
@@ -11,34 +11,21 @@ import keras
 import tensorflow as tf
 
 from detectlab.anchors import grid_anchors
+from detectlab.layers.box_ops import apply_deltas
 
 
-def apply_deltas(anchors, deltas):
-    """Boxes from ``anchors (..., 4)`` y1 x1 y2 x2 and ``deltas (..., 4)`` = ``(ty, tx, th, tw)``
-    (already divided by their std), centre/size coding."""
-    h = anchors[..., 2] - anchors[..., 0]
-    w = anchors[..., 3] - anchors[..., 1]
-    cy = anchors[..., 0] + 0.5 * h + deltas[..., 0] * h
-    cx = anchors[..., 1] + 0.5 * w + deltas[..., 1] * w
-    h = h * tf.exp(tf.minimum(deltas[..., 2], 4.0))
-    w = w * tf.exp(tf.minimum(deltas[..., 3], 4.0))
-    return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)
+def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, max_proposals: int):
+    """``anchors (N, 4)`` normalised, ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw)`` (divided by
+    their std), ``scores (B, N)`` -> ``(proposals (B, K, 4), counts (B,))``, ``K = max_proposals``.
 
-
-def top_proposals(boxes, scores, pre_nms: int, nms_threshold: float, max_proposals: int, min_size: float = 0.0):
-    """``boxes (B, N, 4)`` normalised, ``scores (B, N)`` -> ``(proposals (B, K, 4), counts (B,))``.
-
-    Boxes are clipped to ``[0, 1]``; boxes thinner than ``min_size`` (normalised) are dropped
-    (score -inf); then the ``pre_nms`` best per image go through NMS, ``K = max_proposals``.
+    Only the ``pre_nms`` best-scoring anchors of each image are decoded (the rest could never
+    be kept), clipped to ``[0, 1]`` and passed through NMS; rows past ``counts`` are zeros.
     """
-    boxes = tf.clip_by_value(tf.cast(boxes, tf.float32), 0.0, 1.0)
     scores = tf.cast(scores, tf.float32)
-    if min_size > 0:
-        small = tf.logical_or(boxes[..., 2] - boxes[..., 0] < min_size, boxes[..., 3] - boxes[..., 1] < min_size)
-        scores = tf.where(small, tf.fill(tf.shape(scores), -1e9), scores)
     k = tf.minimum(pre_nms, tf.shape(scores)[1])
     top_scores, index = tf.math.top_k(scores, k=k, sorted=True)
-    top_boxes = tf.gather(boxes, index, batch_dims=1)
+    top_deltas = tf.gather(tf.cast(deltas, tf.float32), index, batch_dims=1)
+    top_boxes = tf.clip_by_value(apply_deltas(tf.gather(tf.cast(anchors, tf.float32), index), top_deltas), 0.0, 1.0)
     selected, counts = tf.image.non_max_suppression_padded(
         top_boxes,
         top_scores,
@@ -74,8 +61,8 @@ class RpnProposals(keras.layers.Layer):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
         deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) / self.std
-        boxes = apply_deltas(tf.constant(self.anchors)[None], tf.gather(deltas, [1, 0, 3, 2], axis=-1))
-        return top_proposals(boxes, scores, self.pre_nms, self.nms_threshold, self.max_proposals)
+        deltas = tf.gather(deltas, [1, 0, 3, 2], axis=-1)  # keras-frcnn (tx, ty, tw, th) -> (dy, dx, dh, dw)
+        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "stride": self.stride, "scales": self.scales,

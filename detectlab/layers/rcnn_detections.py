@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.layers.proposals import apply_deltas
+from detectlab.layers.box_ops import apply_deltas
 
 
 @keras.saving.register_keras_serializable(package="detectlab")

@@ -14,7 +14,6 @@ on the positive ROIs only (the mask loss never looks at the others).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES
+from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, anchors_per_level
 from detectlab.backbones.fpn import fpn
 from detectlab.config import Config, ModelConfig
 from detectlab.data.mask_rcnn_targets import MaskRcnnTargetEncoder
@@ -92,7 +91,7 @@ class MaskRCNN(DetectorModel):
                  weight_decay: float = 1e-4, max_boxes: int = 100, loss_weights: dict | None = None,
                  class_names=None, category_ids=None, **kwargs):
         k = num_classes + 1
-        num_anchors = sum(len(range(0, math.ceil(image_size / s), anchor_stride)) ** 2 for s in FPN_STRIDES) * len(anchor_ratios)
+        num_anchors = sum(anchors_per_level(image_size, FPN_STRIDES, len(anchor_ratios), anchor_stride))
         inputs = {
             "images": keras.Input((image_size, image_size, 3), name="images"),
             "gt_class_ids": keras.Input((max_boxes,), dtype="int32", name="gt_class_ids"),
@@ -169,7 +168,7 @@ class MaskRCNN(DetectorModel):
     def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
         """images -> ``boxes (B, K, 4)`` normalised, ``scores``, ``class_ids`` (0..C-1),
         ``valid``, ``masks (B, K, 28, 28)`` probabilities in each box's frame."""
-        g, args = self._graph, self.constructor_args
+        g = self._graph
         proposals, _ = self.proposal_layer(g["rpn_probs"][..., 1], g["rpn_deltas"], training=False)
         _, probs, deltas = self._box_head([proposals, *g["pyramid"][:4]])
         boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections, score_threshold, nms_threshold,
