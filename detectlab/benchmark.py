@@ -1,7 +1,7 @@
 """Measurements behind ``tools/benchmark.py`` (honest numbers, stated conditions).
 
 - ``forward_flops``: 2 x multiply-adds of every convolution / matmul op in the traced
-  training-mode forward graph (static shapes), per image.
+  training-mode forward graph, at the shapes they run at on a real batch, per image.
 - ``matmul_flops_per_second``: median rate of a 2048^3 ``tf.matmul`` in the given dtype.
 - ``training_step_times``: ``train_on_batch`` wall times after warm-up, on real batches
   from the family's generator (augmented, target-encoded) over JPEG files.
@@ -23,46 +23,48 @@ import tensorflow as tf
 FLOP_OPS = {"Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput", "DepthwiseConv2dNative", "_FusedConv2D", "_FusedMatMul"}
 
 
-def forward_flops(model, *input_shapes) -> float:
-    """FLOPs per image of ``model(inputs, training=True)`` for the given input shapes
-    (the first dimension of the first is the batch)."""
-    specs = [tf.TensorSpec(shape, tf.float32) for shape in input_shapes]
-    fn = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=True))
-    graph = fn.get_concrete_function(*specs).graph
-    total = sum(_op_flops(op) for op in _all_ops(graph) if op.type in FLOP_OPS)
-    return total / input_shapes[0][0]
+def forward_flops(model, inputs) -> float:
+    """FLOPs per image of ``model(inputs, training=True)`` on a real batch (array, list or
+    dict, batch first). The forward graph is traced once; every convolution / matmul op's
+    operand shapes are read back while it runs, so ops whose shapes depend on the data
+    (sampled ROIs, positive-only mask heads) are counted at the size they really ran at."""
+    probed: list = []  # (op type, attrs) per FLOP op, in the order of the shapes returned
+
+    @tf.function
+    def probe(x):
+        model(x, training=True)
+        shapes = []
+        for op in tf.compat.v1.get_default_graph().get_operations():
+            if op.type in FLOP_OPS:
+                attrs = {k: op.get_attr(k) for k in ("transpose_a", "transpose_b", "adj_x") if k in op.node_def.attr}
+                probed.append((op.type, attrs))
+                shapes.append([tf.shape(t) for t in (*op.inputs, op.outputs[0])])
+        return shapes
+
+    shapes = probe(inputs)
+    total = sum(_op_flops(kind, attrs, [list(np.asarray(s)) for s in op_shapes]) for (kind, attrs), op_shapes in zip(probed, shapes))
+    first = inputs if not isinstance(inputs, dict) else inputs["images"]
+    first = first[0] if isinstance(first, (list, tuple)) else first
+    return total / len(first)
 
 
-def _all_ops(graph):
-    yield from graph.get_operations()
-    for function in getattr(graph, "_functions", {}).values():  # nested functions (rare)
-        fn_graph = getattr(function, "graph", None)
-        if fn_graph is not None:
-            yield from fn_graph.get_operations()
-
-
-def _op_flops(op) -> float:
-    def shape(t):
-        return [int(d) if d is not None else 0 for d in t.shape.as_list()]
-
-    if op.type in ("Conv2D", "_FusedConv2D", "DepthwiseConv2dNative"):
-        out = shape(op.outputs[0])
-        kh, kw, cin, cout = shape(op.inputs[1])
-        if op.type == "DepthwiseConv2dNative":
+def _op_flops(kind: str, attrs: dict, shapes: list) -> float:
+    """FLOPs of one op from its input shapes and (last) output shape."""
+    out = shapes[-1]
+    if kind in ("Conv2D", "_FusedConv2D", "DepthwiseConv2dNative"):
+        kh, kw, cin, _ = shapes[1]
+        if kind == "DepthwiseConv2dNative":
             return 2.0 * np.prod(out) * kh * kw
         return 2.0 * np.prod(out) * kh * kw * cin
-    if op.type == "Conv2DBackpropInput":  # transposed convolution: input grad of a conv
-        kh, kw, cout, cin = shape(op.inputs[1])  # filter (h, w, out_of_transposed, in)
-        grad = shape(op.inputs[2])  # the smaller tensor, (N, H, W, cin)
-        return 2.0 * np.prod(grad) * kh * kw * cout
-    a, b = shape(op.inputs[0]), shape(op.inputs[1])
-    if op.type in ("MatMul", "_FusedMatMul"):
-        m, k = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])
-        n = b[0] if op.get_attr("transpose_b") else b[1]
+    if kind == "Conv2DBackpropInput":  # transposed convolution: input grad of a conv
+        kh, kw, cout, _ = shapes[1]  # filter (h, w, out_of_transposed, in)
+        return 2.0 * np.prod(shapes[2]) * kh * kw * cout  # the smaller tensor, (N, H, W, cin)
+    a, b = shapes[0], shapes[1]
+    if kind in ("MatMul", "_FusedMatMul"):
+        m, k = (a[1], a[0]) if attrs.get("transpose_a") else (a[0], a[1])
+        n = b[0] if attrs.get("transpose_b") else b[1]
         return 2.0 * m * k * n
-    out = shape(op.outputs[0])  # batched matmul: (..., m, n) with contraction k
-    adj_a = op.get_attr("adj_x")
-    k = a[-2] if adj_a else a[-1]
+    k = a[-2] if attrs.get("adj_x") else a[-1]  # batched matmul: (..., m, n) contracting k
     return 2.0 * np.prod(out) * k
 
 

@@ -4,6 +4,7 @@ paths as the real recipes; heavier tests are marked ``slow``."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,13 @@ INSTANT = ROOT / "models" / "instant"
 sys.path.insert(0, str(ROOT))
 
 import detectlab  # noqa: E402,F401  (quiet TensorFlow import, registrations)
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+
+
+def tool(name, *args, timeout=300) -> subprocess.CompletedProcess:
+    """Run ``tools/NAME`` (or any script under the repository) as a user would."""
+    return subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ def main() -> int:
     args = p.parse_args()
 
     import keras
+    import numpy as np
 
     from detectlab import benchmark as bench
     from detectlab.data.coco import load_coco
@@ -76,12 +77,12 @@ def main() -> int:
         result = dict(common, precision=precision, jit_compile=args.jit)
         matmul_dtype = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
         peak = bench.matmul_flops_per_second(matmul_dtype)
-        images = (args.batch, size, size, 3)
+        x = batches[0][0]
         if family.trainer == "alternating":  # both views run a training-mode forward pass
-            rois = (args.batch, cfg.model.num_rois, 4)
-            flops = bench.forward_flops(model.rpn_view, images) + bench.forward_flops(model.classifier_view, images, rois)
+            rois = np.tile(np.float32([[[0.1, 0.1, 0.6, 0.6]]]), (args.batch, cfg.model.num_rois, 1))
+            flops = bench.forward_flops(model.rpn_view, x) + bench.forward_flops(model.classifier_view, [x, rois])
         else:
-            flops = bench.forward_flops(model, images)
+            flops = bench.forward_flops(model, x)
         if "train" not in args.skip:
             step, trainer = training_step(model, family, cfg, args)
             times = bench.training_step_times(step, batches, args.warmup, args.steps)

@@ -5,7 +5,8 @@
     python tools/predict.py --config RECIPE --weights FILE --images a.jpg b.jpg --out out/ --score 0.5 --nms 0.4
 
 ``results.json`` lists ``{"file_name", "category_id", "category", "bbox": [x, y, w, h], "score"}``
-per detection (``image_id`` is the position in the input list).
+per detection (``image_id`` is the position in the input list), plus ``segmentation`` (COCO
+RLE of the full-size mask) for Mask R-CNN, whose masks are also drawn on the images.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> int:
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
     args = p.parse_args()
 
-    from detectlab.inference.predictor import Predictor
+    from detectlab.inference.predictor import Predictor, mask_rle
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
@@ -74,13 +75,15 @@ def main() -> int:
         images = [read_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
-            for box, score, cls in zip(det.boxes, det.scores, det.class_ids):
+            for j, (box, score, cls) in enumerate(zip(det.boxes, det.scores, det.class_ids)):
                 y1, x1, y2, x2 = (float(v) for v in box)
                 results.append({
                     "image_id": start + k, "file_name": str(path), "category_id": model.category_ids[int(cls)],
                     "category": names[int(cls)], "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                     "score": round(float(score), 5),
                 })
+                if det.masks is not None:
+                    results[-1]["segmentation"] = mask_rle(det.masks[j])
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
     return 0

@@ -1,14 +1,14 @@
 """Mask R-CNN heads with matterport's layer names.
 
-- RPN, one set of weights shared by every pyramid level: ``rpn_conv_shared`` (3x3, 512,
-  ReLU) -> ``rpn_class_raw`` (1x1, 2A logits: background, object) and ``rpn_bbox_pred``
+- RPN, one set of weights shared by every pyramid level: ``rpn_conv_shared`` (3x3, 512 =
+  2x the FPN width, ReLU) -> ``rpn_class_raw`` (1x1, 2A logits: background, object) and ``rpn_bbox_pred``
   (1x1, 4A: ``(dy, dx, dh, dw) * std`` per anchor). Levels are concatenated in the anchor
   order of :func:`detectlab.anchors_fpn.pyramid_anchors`.
 - Box head on 7x7 pyramid crops: ``mrcnn_class_conv1`` (7x7 valid, 1024, an FC layer in
   conv form) + ``mrcnn_class_bn1``, ``mrcnn_class_conv2`` (1x1, 1024) + ``mrcnn_class_bn2``,
   then ``mrcnn_class_logits`` (C + 1, background first) and ``mrcnn_bbox_fc`` (4 (C + 1)).
 - Mask head on 14x14 crops: four ``mrcnn_mask_conv{k}`` (3x3, 256) + ``mrcnn_mask_bn{k}``,
-  ``mrcnn_mask_deconv`` (2x2 stride 2, 256) and ``mrcnn_mask`` (1x1, C + 1, sigmoid) -> 28x28.
+  ``mrcnn_mask_deconv`` (2x2 stride 2, 256; both widths follow the FPN's) and ``mrcnn_mask`` (1x1, C + 1, sigmoid) -> 28x28.
 Per-ROI layers run on ``(B * R, ...)`` tensors (:class:`MergeRois`/:class:`SplitRois`),
 which is what the reference's ``TimeDistributed`` wrappers did. Outputs are float32.
 """
@@ -61,14 +61,15 @@ def box_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 
     return logits, probs, layers.Reshape((-1, k, 4), name="mrcnn_bbox")(deltas)
 
 
-def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 14, train_bn: bool = False):
+def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 14, train_bn: bool = False,
+              channels: int = 256):
     """``rois (B, R, 4)`` -> ``masks (B, R, 2P, 2P, C+1)`` probabilities."""
     x = PyramidRoiAlign(pool_size, image_size, name="roi_align_mask")(rois, pyramid[:4])
     x = MergeRois(name="mrcnn_mask_merge_rois")(x)
     for k in range(1, 5):
-        x = AdaptiveConv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
+        x = AdaptiveConv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{k}")(_bn(f"mrcnn_mask_bn{k}", train_bn)(x))
-    x = layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = AdaptiveConv2D(num_classes + 1, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
     return SplitRois(name="mrcnn_mask_split_rois")(x, rois)
 

@@ -121,10 +121,15 @@ def to_coco_results(dataset: DetectionDataset, detections: list[Detections]) -> 
                 "score": round(float(det.scores[k]), 5),
             }
             if det.masks is not None:
-                from pycocotools import mask as mask_utils
-
-                rle = mask_utils.encode(np.asfortranarray(det.masks[k].astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                entry["segmentation"] = rle
+                entry["segmentation"] = mask_rle(det.masks[k])
             results.append(entry)
     return results
+
+
+def mask_rle(mask: np.ndarray) -> dict:
+    """``(H, W)`` binary mask -> COCO RLE ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle

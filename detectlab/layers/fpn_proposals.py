@@ -19,8 +19,8 @@ RPN_BBOX_STD = (0.1, 0.1, 0.2, 0.2)
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class FpnProposals(keras.layers.Layer):
-    """``scores (B, N)`` foreground probabilities, ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw) * std``
-    per anchor -> ``(proposals (B, K, 4), counts (B,) int32)``.
+    """``scores (B, N)`` foreground probabilities, ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw) / std``
+    per anchor (what the RPN learns: :func:`detectlab.boxes.encode_deltas` with ``std``) -> ``(proposals (B, K, 4), counts (B,) int32)``.
 
     The ``pre_nms`` best anchors are decoded, clipped to ``[0, 1]`` and go through NMS
     (``nms_threshold``); ``K = proposals_training`` when called with ``training=True``, else
@@ -52,7 +52,7 @@ class FpnProposals(keras.layers.Layer):
     def call(self, scores, deltas, training=None):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
-        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) / np.asarray(self.std, np.float32)
+        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) * np.asarray(self.std, np.float32)
         k = self.proposals_training if training else self.proposals_inference
         return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, k)
 

@@ -292,8 +292,8 @@ def roi_sampler(cfg: Config, num_classes: int) -> RoiSampler:
 
 
 def check_faster_rcnn_config(m: FasterRCNNConfig, source: str = "model") -> None:
-    if m.image_size % 32:
-        raise ConfigError(f"{source}.image_size: must be a multiple of 32, got {m.image_size}")
+    if m.image_size % STRIDE:
+        raise ConfigError(f"{source}.image_size: must be a multiple of the stride {STRIDE}, got {m.image_size}")
     ratios = np.asarray(m.anchor_ratios, dtype=float)
     if ratios.ndim != 2 or ratios.shape[1] != 2 or (ratios <= 0).any():
         raise ConfigError(f"{source}.anchor_ratios: expected [w, h] multiplier pairs, e.g. [[1, 1], [0.7, 1.4]]")

@@ -47,7 +47,7 @@ class MaskRCNNConfig(ModelConfig):
     width: float = 1.0  # backbone channel multiplier (tests; FPN and heads keep their widths)
     resnet_stages: list[int] | None = None  # blocks per ResNet stage (tests); None: 50/101
     train_bn: bool = False  # batch-norm statistics frozen, as in the reference
-    fpn_channels: int = 256
+    fpn_channels: int = 256  # FPN width; the RPN conv (2x) and the mask head convs follow it
     anchor_scales: list[float] = field(default_factory=lambda: list(FPN_SCALES))
     anchor_ratios: list[float] = field(default_factory=lambda: list(FPN_RATIOS))
     anchor_stride: int = 1
@@ -103,7 +103,7 @@ class MaskRCNN(DetectorModel):
         x = ImageNormalization(MASK_RCNN_MEAN_RGB, 1.0, name="image_normalization")(inputs["images"])
         features = BACKBONES.get(backbone)(x, width=width, train_bn=train_bn, stages=resnet_stages)
         pyramid = fpn(features, fpn_channels)
-        rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(anchor_ratios))
+        rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(anchor_ratios), 2 * fpn_channels)
         proposal_layer = FpnProposals(image_size, FPN_STRIDES, anchor_scales, anchor_ratios, anchor_stride,
                                       pre_nms=proposals_pre_nms, nms_threshold=proposals_nms,
                                       proposals_training=proposals_training, proposals_inference=proposals_inference,
@@ -116,7 +116,7 @@ class MaskRCNN(DetectorModel):
         class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, image_size, pool_size, fc_size, train_bn)
         positives = int(round(train_rois * roi_positive_ratio))
         mask_rois = LeadingRois(positives, name="positive_rois")(rois)
-        masks = mask_head(mask_rois, pyramid, num_classes, image_size, mask_pool_size, train_bn)
+        masks = mask_head(mask_rois, pyramid, num_classes, image_size, mask_pool_size, train_bn, fpn_channels)
         outputs = {
             "rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas,
             "target_class_ids": target_ids, "target_deltas": target_deltas,

@@ -62,7 +62,7 @@ def np_nms(boxes, scores, threshold):
 
 
 def np_proposals(anchors, scores, deltas, pre_nms, threshold, k):
-    boxes = np.clip(decode_deltas(anchors, deltas / STD), 0, 1)
+    boxes = np.clip(decode_deltas(anchors, deltas, STD), 0, 1)
     top = np.argsort(-scores, kind="stable")[:pre_nms]
     kept = [top[i] for i in np_nms(boxes[top], scores[top], threshold)][:k]
     out = np.zeros((k, 4), np.float32)
@@ -103,7 +103,7 @@ def test_fpn_proposals_match_numpy_decode_clip_topk_nms(training, k):
     rng = np.random.default_rng(3)
     scores = rng.random((2, 60)).astype(np.float32)
     scores[:, 15:21] += 1  # the 3 ratios of cells 5 and 6 of level 0 lead: they overlap (IoU ~0.55)
-    deltas = (rng.normal(size=(2, 60, 4)) * 0.1 * STD).astype(np.float32)
+    deltas = (rng.normal(size=(2, 60, 4)) * 0.5).astype(np.float32)
     proposals, counts = layer(scores, deltas, training=training)
     assert proposals.shape == (2, k, 4) and counts.dtype == tf.int32
     for b in range(2):
@@ -285,8 +285,8 @@ def detections_case():
                        [0.0, 1.0, 0.0]]], np.float32)  # 6: padding ROI: dropped
     deltas = np.full((1, 7, 3, 4), 3.0, np.float32)  # every slot but the arg-max class's moves the box far
     deltas[0, 1, 1] = deltas[0, 2, 2] = 0
-    deltas[0, 0, 1] = [0.1 * 0.1, 0, 0, 0]  # dy = 0.1 -> shift down by 0.04
-    deltas[0, 5, 1] = [0, 0, 0.2 * np.log(2), 0]  # height doubled
+    deltas[0, 0, 1] = [0.1 / 0.1, 0, 0, 0]  # dy = 0.1 (divided by its std) -> shift down by 0.04
+    deltas[0, 5, 1] = [0, 0, np.log(2) / 0.2, 0]  # height doubled
     return rois, probs, deltas
 
 
@@ -350,3 +350,25 @@ def test_layers_save_and_reload_in_safe_mode(tmp_path):
     assert int(a[3][0]) == 3
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_the_coded_targets_decode_back_onto_the_ground_truth():
+    # what the RPN and the box head learn (encode_deltas with std, as the encoder and the
+    # detection-target layer write it) must decode to the box it was computed from
+    gt = np.array([0.2, 0.3, 0.55, 0.6], np.float32)
+    layer = FpnProposals(128, strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2], pre_nms=10, nms_threshold=0.7,
+                         proposals_training=4, proposals_inference=4)
+    anchors = pyramid_anchors(128, strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2])[1]
+    scores = np.zeros((1, len(anchors)), np.float32)
+    scores[0, 7] = 1.0
+    deltas = np.zeros((1, len(anchors), 4), np.float32)
+    deltas[0, 7] = encode_deltas(anchors[7], gt, STD)
+    proposals, _ = layer(scores, deltas, training=False)
+    np.testing.assert_allclose(proposals[0, 0].numpy(), gt, atol=1e-5)
+
+    rois = np.array([[[0.25, 0.25, 0.5, 0.5]]], np.float32)
+    box_deltas = np.zeros((1, 1, 3, 4), np.float32)
+    box_deltas[0, 0, 2] = encode_deltas(rois[0, 0], gt, STD)
+    boxes, class_ids, _, _ = MaskRcnnDetections(max_detections=1)(rois, np.float32([[[0.1, 0.1, 0.8]]]), box_deltas)
+    assert int(class_ids[0, 0]) == 2
+    np.testing.assert_allclose(boxes[0, 0].numpy(), gt, atol=1e-5)

@@ -95,3 +95,26 @@ def test_training_the_rpn_view_updates_the_shared_backbone(tiny_cfg):
     assert logs["proposals"].shape == (2, 40, 4)
     assert not np.array_equal(before, model.get_layer("block1_conv1").get_weights()[0])
     assert model.set_trainable_layers("rpn") == ["rpn_conv1", "rpn_out_class", "rpn_out_regress"]
+
+
+def test_the_coded_targets_decode_back_onto_the_ground_truth():
+    from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
+    from detectlab.layers.rcnn_detections import RcnnBoxDecoder
+
+    gt = np.float32([[40, 52, 100, 90]])  # pixels of a 128 px image, y1 x1 y2 x2
+    encoder = RpnTargetEncoder(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], samples=64)
+    cls, regress = encoder.encode(gt, np.array([False]), np.random.default_rng(0))
+    a = encoder.num_anchors
+    positive = cls[..., a:]
+    assert positive.sum() >= 1
+    scores = positive[None] + 0.01  # the positive anchors lead
+    proposals, count = RpnProposals(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], pre_nms=50, nms_threshold=0.7,
+                                    max_proposals=5)(scores, regress[None, ..., 4 * a:])
+    np.testing.assert_allclose(proposals[0, 0].numpy() * 128, gt[0], atol=1e-3)
+
+    rois = np.float32([[[0.3, 0.4, 0.75, 0.7], [0.32, 0.38, 0.8, 0.72]]])
+    sampled = RoiSampler(2, num_rois=2, add_gt=False).sample(rois, np.array([2]), gt[None] / 128, np.int32([[1]]),
+                                                           np.random.default_rng(0))
+    assert sampled.positives == 2
+    boxes, _ = RcnnBoxDecoder(2)(sampled.rois, sampled.classes, sampled.regress[..., 8:])
+    np.testing.assert_allclose(boxes[0, :, 1].numpy() * 128, np.repeat(gt, 2, 0), atol=1e-3)

@@ -3,6 +3,7 @@ targets, training through the runner (every named loss finite, in History/CSV/Te
 safe-mode reload with identical detections, layer presets, reference-layout .h5 loading."""
 
 import csv
+import json
 
 import h5py
 import keras
@@ -153,3 +154,49 @@ def test_reference_layout_h5_loads_by_name_with_exclusions(tiny_cfg, tmp_path):
     for name in ("rpn_conv_shared", "rpn_bbox_pred", "res2a_branch2a", "mrcnn_mask_deconv", "fpn_p2"):
         for a, b in zip(source.get_layer(name).get_weights(), target.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_staged_recipe_trains_the_right_layers_and_resumes_into_the_next_stage(tmp_path, shapes_dir, tiny_cfg):
+    (tmp_path / "shapes").symlink_to(shapes_dir)
+    common = ["train.steps_per_epoch=2", "train.checkpoint_keep=5", "eval.after_training=false", "data.shapes.train=32", "data.shapes.val=8"]
+    two = "train.stages=[{name: heads, layers: heads, epochs: 1, lr: 0.01}, {name: 4+, layers: 4+, epochs: 1, lr: 0.01}]"
+    first = train(tiny_cfg(two, *common, recipe=RECIPE), tmp_path)
+    assert first.history["learning_rate"] == pytest.approx([0.01, 0.01])
+    three = two[:-1] + ", {name: all, layers: all, epochs: 1, lr: 0.001}]"
+    resumed = train(tiny_cfg(three, *common, recipe=RECIPE), tmp_path, resume=True)
+    assert resumed.history["learning_rate"] == pytest.approx([0.001])  # only the new stage ran
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 3 and state["stage"] == 2
+
+    def kernel(epoch, layer):
+        model = keras.saving.load_model(tmp_path / "checkpoints" / f"epoch_{epoch:03d}.keras", compile=False)
+        return model.get_layer(layer).get_weights()[0]
+
+    # stage '4+' leaves ResNet stage 2 alone and trains stage 4; stage 'all' trains stage 2
+    np.testing.assert_array_equal(kernel(1, "res2a_branch2a"), kernel(2, "res2a_branch2a"))
+    assert not np.array_equal(kernel(1, "res4a_branch2a"), kernel(2, "res4a_branch2a"))
+    assert not np.array_equal(kernel(2, "res2a_branch2a"), kernel(3, "res2a_branch2a"))
+
+
+def test_predict_tool_draws_masks_and_writes_rle(mask_run, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from detectlab.inference.predictor import Detections
+    from detectlab.inference.visualize import draw_detections
+    from tests.conftest import tool
+
+    image = np.full((40, 40, 3), 10, np.uint8)
+    mask = np.zeros((1, 40, 40), np.uint8)
+    mask[0, 5:15, 5:15] = 1
+    drawn = draw_detections(image, Detections(np.float32([[2, 2, 30, 30]]), np.float32([0.9]), np.int32([0]), mask), ["c"])
+    assert (drawn[6:14, 6:14] != 10).all() and (drawn[20:28, 20:28] == 10).all()  # mask tinted, rest of the box not
+
+    val = mask_run.workdir / "shapes" / "val"
+    result = tool("tools/predict.py", "--weights", mask_run.workdir / "checkpoints" / "last.keras",
+                  "--images", val / "000000.jpg", "--out", tmp_path, "--score", "0.0")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "000000.jpg").is_file()
+    detections = json.loads((tmp_path / "results.json").read_text())
+    assert detections
+    for d in detections:
+        assert mask_utils.decode(d["segmentation"]).shape == (64, 64)

@@ -1,7 +1,6 @@
 """The command-line tools as a user runs them (subprocesses)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INSTANT, ROOT
+from tests.conftest import ENV, INSTANT, ROOT, tool
 from tests.evaluation.test_coco_eval import RESULTS, ground_truth
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
 TINY = str(INSTANT / "yolov3_tiny_instant.yaml")
-
-
-def tool(name, *args, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / name), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 @pytest.mark.parametrize(

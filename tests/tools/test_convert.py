@@ -1,17 +1,14 @@
 """datasets/convert.py as a user runs it (subprocesses): VOC -> COCO JSON that load_coco reads."""
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 
 from detectlab.data.coco import load_coco
-from tests.conftest import ROOT
+from tests.conftest import ENV, ROOT
 from tests.data.test_importers import write_csv, write_voc
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
 
 
 def convert(*args):

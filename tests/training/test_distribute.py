@@ -1,7 +1,6 @@
 """tf.distribute on CPU: mirrored replicas on logical devices, and two worker processes."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -9,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INSTANT, ROOT
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+from tests.conftest import ENV, INSTANT, ROOT
 
 
 def test_mirrored_step_equals_single_device_step(shapes_dir):
