@@ -187,9 +187,10 @@ def test_predict_tool_draws_masks_and_writes_rle(mask_run, tmp_path):
 
     image = np.full((40, 40, 3), 10, np.uint8)
     mask = np.zeros((1, 40, 40), np.uint8)
-    mask[0, 5:15, 5:15] = 1
-    drawn = draw_detections(image, Detections(np.float32([[2, 2, 30, 30]]), np.float32([0.9]), np.int32([0]), mask), ["c"])
-    assert (drawn[6:14, 6:14] != 10).all() and (drawn[20:28, 20:28] == 10).all()  # mask tinted, rest of the box not
+    mask[0, 22:30, 22:30] = 1
+    drawn = draw_detections(image, Detections(np.float32([[20, 20, 38, 38]]), np.float32([0.9]), np.int32([0]), mask), ["c"])
+    assert (drawn[23:29, 23:29] != 10).any(-1).all()  # the mask is tinted
+    assert (drawn[31:37, 31:37] == 10).all()  # the rest of the box is not
 
     val = mask_run.workdir / "shapes" / "val"
     result = tool("tools/predict.py", "--weights", mask_run.workdir / "checkpoints" / "last.keras",
