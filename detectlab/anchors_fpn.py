@@ -27,11 +27,16 @@ FPN_SCALES = (32, 64, 128, 256, 512)
 FPN_RATIOS = (0.5, 1.0, 2.0)
 
 
+def _cells(image_size: int, stride: int, anchor_stride: int) -> int:
+    """Anchor rows (= columns) of one level: every ``anchor_stride``-th of ``ceil(size / stride)`` cells."""
+    return len(range(0, int(math.ceil(image_size / stride)), anchor_stride))
+
+
 def level_anchors(image_size: int, stride: int, scale: float, ratios, anchor_stride: int = 1,
                   offset: float = 0.0) -> np.ndarray:
     """``(rows * cols * len(ratios), 4)`` pixel anchors of one level (row, col, ratio order):
     :func:`detectlab.anchors.grid_anchors` with one scale and ``(w, h)`` = ``(sqrt r, 1 / sqrt r)``."""
-    cells = len(range(0, int(math.ceil(image_size / stride)), anchor_stride))
+    cells = _cells(image_size, stride, anchor_stride)
     pairs = [(math.sqrt(r), 1.0 / math.sqrt(r)) for r in ratios]
     return grid_anchors((cells, cells), stride * anchor_stride, [scale], pairs, offset / anchor_stride)
 
@@ -51,4 +56,4 @@ def pyramid_anchors(image_size: int, strides=FPN_STRIDES, scales=FPN_SCALES, rat
 def anchors_per_level(image_size: int, strides=FPN_STRIDES, num_ratios: int = len(FPN_RATIOS),
                       anchor_stride: int = 1) -> list[int]:
     """Number of anchors of each level (to split the flat anchor axis by level)."""
-    return [len(range(0, int(math.ceil(image_size / s)), anchor_stride)) ** 2 * num_ratios for s in strides]
+    return [_cells(image_size, s, anchor_stride) ** 2 * num_ratios for s in strides]

@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
     args = p.parse_args()
 
-    from detectlab.inference.predictor import Predictor, mask_rle
+    from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
@@ -75,15 +75,8 @@ def main() -> int:
         images = [read_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
-            for j, (box, score, cls) in enumerate(zip(det.boxes, det.scores, det.class_ids)):
-                y1, x1, y2, x2 = (float(v) for v in box)
-                results.append({
-                    "image_id": start + k, "file_name": str(path), "category_id": model.category_ids[int(cls)],
-                    "category": names[int(cls)], "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                    "score": round(float(score), 5),
-                })
-                if det.masks is not None:
-                    results[-1]["segmentation"] = mask_rle(det.masks[j])
+            for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
+                results.append({"image_id": start + k, "file_name": str(path), "category": names[int(cls)], **entry})
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
     return 0

@@ -22,9 +22,6 @@ from detectlab.anchors_fpn import pyramid_anchors
 from detectlab.boxes import encode_deltas
 from detectlab.data.rcnn_targets import label_anchors
 
-MASK_RCNN_INPUTS = ("images", "gt_class_ids", "gt_boxes", "gt_masks", "rpn_match", "rpn_bbox")
-
-
 def mini_masks(masks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """``masks (N, H, W)`` 0/1, ``boxes (N, 4)`` pixels -> ``(N, size, size) uint8``: each mask
     inside its box, resized bilinearly and thresholded at 0.5."""

@@ -83,22 +83,20 @@ class RpnTargetEncoder:
     def encode(self, boxes: np.ndarray, iscrowd: np.ndarray, rng: np.random.Generator):
         n = len(self.anchors)
         inside = np.nonzero(self.inside)[0]
-        pos, neg, targets = label_anchors(self.anchors[inside], boxes[~iscrowd], boxes[iscrowd], self.positive_iou,
+        pos, neg, matched = label_anchors(self.anchors[inside], boxes[~iscrowd], boxes[iscrowd], self.positive_iou,
                                           self.negative_iou, self.samples, rng)
+        pos, neg = inside[pos], inside[neg]
         valid = np.zeros(n, bool)
         positive = np.zeros(n, bool)
-        valid[inside[pos]] = valid[inside[neg]] = True
-        positive[inside[pos]] = True
-        full = np.zeros((n, 4), np.float32)
-        full[inside[pos]] = xy_deltas(self.anchors[inside[pos]], targets, (self.std,) * 4)
-        targets = full
+        valid[pos] = valid[neg] = True
+        positive[pos] = True
+        targets = np.zeros((n, 4), np.float32)  # zero except at positive anchors
+        targets[pos] = xy_deltas(self.anchors[pos], matched, (self.std,) * 4)
         h, w = self.feature_hw
         a = self.num_anchors
         cls = np.concatenate([valid.reshape(h, w, a), positive.reshape(h, w, a)], -1).astype(np.float32)
-        regress = np.concatenate(
-            [np.repeat(positive.reshape(h, w, a), 4, axis=-1), (targets * positive[:, None]).reshape(h, w, 4 * a)], -1
-        ).astype(np.float32)
-        return cls, regress
+        regress = np.concatenate([np.repeat(positive.reshape(h, w, a), 4, axis=-1), targets.reshape(h, w, 4 * a)], -1)
+        return cls, regress.astype(np.float32)
 
     def __call__(self, samples: list):
         """Batch -> ``(images, {"rpn_class", "rpn_regress", "gt_boxes", "gt_class_ids"})``;

@@ -110,20 +110,25 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, shape_hw, threshold: float
 
 def to_coco_results(dataset: DetectionDataset, detections: list[Detections]) -> list[dict]:
     """COCO results list (``bbox`` as x, y, w, h; original category ids; RLE masks)."""
-    results = []
-    for record, det in zip(dataset.records, detections):
-        for k in range(len(det)):
-            y1, x1, y2, x2 = (float(v) for v in det.boxes[k])
-            entry = {
-                "image_id": record.image_id,
-                "category_id": dataset.category_ids[int(det.class_ids[k])],
-                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "score": round(float(det.scores[k]), 5),
-            }
-            if det.masks is not None:
-                entry["segmentation"] = mask_rle(det.masks[k])
-            results.append(entry)
-    return results
+    return [{"image_id": record.image_id, **entry}
+            for record, det in zip(dataset.records, detections) for entry in coco_entries(det, dataset.category_ids)]
+
+
+def coco_entries(det: Detections, category_ids) -> list[dict]:
+    """One image's detections as COCO result entries (without ``image_id``): ``category_id``
+    (the data's own id), ``bbox`` x, y, w, h, ``score``, and ``segmentation`` RLE with masks."""
+    entries = []
+    for k in range(len(det)):
+        y1, x1, y2, x2 = (float(v) for v in det.boxes[k])
+        entry = {
+            "category_id": category_ids[int(det.class_ids[k])],
+            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+            "score": round(float(det.scores[k]), 5),
+        }
+        if det.masks is not None:
+            entry["segmentation"] = mask_rle(det.masks[k])
+        entries.append(entry)
+    return entries
 
 
 def mask_rle(mask: np.ndarray) -> dict:

@@ -46,10 +46,12 @@ def encode_deltas(boxes, gt, std=(1.0, 1.0, 1.0, 1.0)):
     return deltas / tf.constant(std, tf.float32)
 
 
-def apply_deltas(anchors, deltas):
-    """Boxes from ``anchors (..., 4)`` y1 x1 y2 x2 and ``deltas (..., 4)`` = ``(dy, dx, dh, dw)``
-    (already divided by their std): the inverse of :func:`encode_deltas`; size changes are
-    capped at ``exp(4)``."""
+def apply_deltas(anchors, deltas, std=(1.0, 1.0, 1.0, 1.0)):
+    """Boxes from ``anchors (..., 4)`` y1 x1 y2 x2 and coded ``deltas (..., 4)`` =
+    ``(dy, dx, dh, dw) / std``: the inverse of :func:`encode_deltas` with the same ``std``
+    (in-graph twin of :func:`detectlab.boxes.decode_deltas`); size changes are capped at
+    ``exp(4)``."""
+    deltas = deltas * tf.constant(std, tf.float32)
     h = anchors[..., 2] - anchors[..., 0]
     w = anchors[..., 3] - anchors[..., 1]
     cy = anchors[..., 0] + 0.5 * h + deltas[..., 0] * h

@@ -8,7 +8,6 @@ small. Boxes are ``y1, x1, y2, x2`` normalised to the (square) input image.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, pyramid_anchors
@@ -52,9 +51,9 @@ class FpnProposals(keras.layers.Layer):
     def call(self, scores, deltas, training=None):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
-        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) * np.asarray(self.std, np.float32)
+        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4])
         k = self.proposals_training if training else self.proposals_inference
-        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, k)
+        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, k, self.std)
 
     def compute_output_spec(self, scores, deltas, training=None):
         batch = scores.shape[0]

@@ -7,7 +7,6 @@ class (the detection-target layer's coding); boxes ``y1, x1, y2, x2`` normalised
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from detectlab.layers.detection_targets import BBOX_STD
@@ -49,8 +48,8 @@ class MaskRcnnDetections(keras.layers.Layer):
         num_classes = tf.shape(probs)[-1]
         class_ids = tf.argmax(probs, axis=-1, output_type=tf.int32)  # (B, N)
         scores = tf.reduce_max(probs, axis=-1)
-        class_deltas = tf.gather(deltas, class_ids, batch_dims=2) * np.asarray(self.std, np.float32)  # (B, N, 4)
-        boxes = tf.clip_by_value(apply_deltas(rois, class_deltas), 0.0, 1.0)
+        class_deltas = tf.gather(deltas, class_ids, batch_dims=2)  # (B, N, 4)
+        boxes = tf.clip_by_value(apply_deltas(rois, class_deltas, self.std), 0.0, 1.0)
         keep = (class_ids > 0) & (scores >= self.min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         # one column per class, the ROI's score in its class column only (background column stays 0)
         score_matrix = tf.one_hot(class_ids, num_classes) * tf.where(keep, scores, 0.0)[..., None]

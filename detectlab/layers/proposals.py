@@ -14,9 +14,10 @@ from detectlab.anchors import grid_anchors
 from detectlab.layers.box_ops import apply_deltas
 
 
-def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, max_proposals: int):
-    """``anchors (N, 4)`` normalised, ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw)`` (divided by
-    their std), ``scores (B, N)`` -> ``(proposals (B, K, 4), counts (B,))``, ``K = max_proposals``.
+def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, max_proposals: int,
+                  std=(1.0, 1.0, 1.0, 1.0)):
+    """``anchors (N, 4)`` normalised, coded ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw) / std``,
+    ``scores (B, N)`` -> ``(proposals (B, K, 4), counts (B,))``, ``K = max_proposals``.
 
     Only the ``pre_nms`` best-scoring anchors of each image are decoded (the rest could never
     be kept), clipped to ``[0, 1]`` and passed through NMS; rows past ``counts`` are zeros.
@@ -25,7 +26,8 @@ def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, m
     k = tf.minimum(pre_nms, tf.shape(scores)[1])
     top_scores, index = tf.math.top_k(scores, k=k, sorted=True)
     top_deltas = tf.gather(tf.cast(deltas, tf.float32), index, batch_dims=1)
-    top_boxes = tf.clip_by_value(apply_deltas(tf.gather(tf.cast(anchors, tf.float32), index), top_deltas), 0.0, 1.0)
+    top_anchors = tf.gather(tf.cast(anchors, tf.float32), index)
+    top_boxes = tf.clip_by_value(apply_deltas(top_anchors, top_deltas, std), 0.0, 1.0)
     selected, counts = tf.image.non_max_suppression_padded(
         top_boxes,
         top_scores,
@@ -60,9 +62,11 @@ class RpnProposals(keras.layers.Layer):
     def call(self, scores, deltas):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
-        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]) / self.std
+        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4])
         deltas = tf.gather(deltas, [1, 0, 3, 2], axis=-1)  # keras-frcnn (tx, ty, tw, th) -> (dy, dx, dh, dw)
-        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals)
+        # keras-frcnn multiplies its targets by ``std``: the coding's divisor is 1 / std
+        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals,
+                             (1.0 / self.std,) * 4)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "stride": self.stride, "scales": self.scales,

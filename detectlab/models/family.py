@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,3 +31,11 @@ class ModelFamily:
     trainer: str = "fit"
     make_sampler: Callable[..., Any] | None = None
     with_masks: bool = False
+
+
+def model_kwargs(model_cfg, model_class) -> dict:
+    """The recipe's ``model`` fields that ``model_class.__init__`` takes, by name (``family``
+    and ``num_classes`` excluded: the builder resolves the class count)."""
+    params = inspect.signature(model_class.__init__).parameters
+    return {f.name: getattr(model_cfg, f.name) for f in dataclasses.fields(model_cfg)
+            if f.name in params and f.name not in ("family", "num_classes")}

@@ -34,7 +34,7 @@ from detectlab.layers.rcnn_detections import RcnnBoxDecoder
 from detectlab.layers.roi_align import RoiAlign
 from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES, class_accuracy
 from detectlab.models.base import DetectorModel, replica_scale
-from detectlab.models.family import ModelFamily
+from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, LOSSES, MODELS
 
 STRIDE = 16
@@ -270,14 +270,8 @@ def build_faster_rcnn(cfg: Config, num_classes: int, class_weights=None, classes
     if class_weights is not None:
         raise ConfigError("loss.class_weights: not supported for faster_rcnn (its classifier samples balanced ROIs)")
     names, ids = classes or (None, None)
-    return FasterRCNN(
-        num_classes=num_classes, backbone=m.backbone, image_size=m.image_size, anchor_scales=m.anchor_scales,
-        anchor_ratios=m.anchor_ratios, rpn_regr_std=m.rpn_regr_std, proposals_pre_nms=m.proposals_pre_nms,
-        proposals_nms=m.proposals_nms, proposals=m.proposals, classifier_regr_std=m.classifier_regr_std,
-        pool_size=m.pool_size, train_bn=m.train_bn, dropout=m.dropout, imagenet_preprocessing=m.imagenet_preprocessing,
-        width=m.width, resnet_stages=m.resnet_stages, loss_weights=cfg.loss.weights, class_names=names,
-        category_ids=ids, name=f"faster_rcnn_{m.backbone}",
-    )
+    return FasterRCNN(num_classes=num_classes, **model_kwargs(m, FasterRCNN), loss_weights=cfg.loss.weights,
+                      class_names=names, category_ids=ids, name=f"faster_rcnn_{m.backbone}")
 
 
 def faster_rcnn_encoder(cfg: Config, num_classes: int) -> RpnTargetEncoder:

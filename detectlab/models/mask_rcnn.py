@@ -31,9 +31,10 @@ from detectlab.layers.detection_targets import DetectionTargets
 from detectlab.layers.fpn_proposals import FpnProposals
 from detectlab.layers.mrcnn_detections import MaskRcnnDetections
 from detectlab.layers.preprocess import MASK_RCNN_MEAN_RGB, ImageNormalization
+from detectlab.layers.regularizers import L2
 from detectlab.losses.mask_rcnn import MASK_RCNN_LOSS_NAMES
 from detectlab.models.base import DetectorModel
-from detectlab.models.family import ModelFamily
+from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, LOSSES, MODELS
 
 HEAD_LAYERS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
@@ -65,9 +66,6 @@ class MaskRCNNConfig(ModelConfig):
     pool_size: int = 7
     mask_pool_size: int = 14
     fc_size: int = 1024
-    detection_max: int = 100
-    detection_min_confidence: float = 0.7
-    detection_nms: float = 0.3
     weight_decay: float = 1e-4  # L2 on every trained weight but batch-norm gamma/beta
 
 
@@ -90,7 +88,6 @@ class MaskRCNN(DetectorModel):
                  mini_mask: int = 56, pool_size: int = 7, mask_pool_size: int = 14, fc_size: int = 1024,
                  weight_decay: float = 1e-4, max_boxes: int = 100, loss_weights: dict | None = None,
                  class_names=None, category_ids=None, **kwargs):
-        k = num_classes + 1
         num_anchors = sum(anchors_per_level(image_size, FPN_STRIDES, len(anchor_ratios), anchor_stride))
         inputs = {
             "images": keras.Input((image_size, image_size, 3), name="images"),
@@ -109,12 +106,12 @@ class MaskRCNN(DetectorModel):
                                       proposals_training=proposals_training, proposals_inference=proposals_inference,
                                       name="proposals")
         proposals, _ = proposal_layer(rpn_probs[..., 1], rpn_deltas, training=True)
-        rois, target_ids, target_deltas, target_masks = DetectionTargets(
-            train_rois, roi_positive_ratio, mask_size=2 * mask_pool_size, add_gt_as_proposals=add_gt_as_proposals,
-            name="detection_targets",
-        )(proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
+        targets = DetectionTargets(train_rois, roi_positive_ratio, mask_size=2 * mask_pool_size,
+                                   add_gt_as_proposals=add_gt_as_proposals, name="detection_targets")
+        rois, target_ids, target_deltas, target_masks = targets(
+            proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
         class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, image_size, pool_size, fc_size, train_bn)
-        positives = int(round(train_rois * roi_positive_ratio))
+        positives = targets.max_positives
         mask_rois = LeadingRois(positives, name="positive_rois")(rois)
         masks = mask_head(mask_rois, pyramid, num_classes, image_size, mask_pool_size, train_bn, fpn_channels)
         outputs = {
@@ -143,19 +140,18 @@ class MaskRCNN(DetectorModel):
         self._box_head = keras.Model([rois, *pyramid[:4]], [class_logits, _probs, deltas], name="box_head")
         self._mask_head = keras.Model([mask_rois, *pyramid[:4]], masks, name="mask_head")
         self._graph = dict(images=inputs["images"], pyramid=pyramid, rpn_probs=rpn_probs, rpn_deltas=rpn_deltas)
-        self.active_class_ids = np.ones((1, k), np.float32)  # one dataset: every class is active
 
     def weight_decay_loss(self):
         """The reference's weight decay: ``wd * sum(w**2) / size(w)`` over every trained
         weight except batch-norm gamma/beta."""
-        wd = self.constructor_args["weight_decay"]
-        terms = [tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) / float(np.prod(w.shape))
+        penalty = L2(self.constructor_args["weight_decay"])
+        terms = [penalty(tf.cast(w, tf.float32)) / float(np.prod(w.shape))
                  for w in self.trainable_weights if not w.path.endswith(("gamma", "beta"))]
-        return wd * tf.add_n(terms) if terms and wd else tf.zeros(())
+        return tf.add_n(terms) if terms and penalty.l2 else tf.zeros(())
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         get, o = LOSSES.get, y_pred
-        active = tf.tile(self.active_class_ids, [tf.shape(o["target_class_ids"])[0], 1])
+        active = tf.ones_like(o["mrcnn_class_logits"][:, 0, :])  # one dataset: every class is active in every image
         terms = {
             "rpn_class_loss": get("rpn_class_loss")(x["rpn_match"], o["rpn_class_logits"]),
             "rpn_bbox_loss": get("rpn_bbox_loss")(x["rpn_match"], x["rpn_bbox"], o["rpn_bbox"]),
@@ -184,16 +180,8 @@ def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=N
     if class_weights is not None:
         raise ConfigError("loss.class_weights: not supported for mask_rcnn (its heads sample balanced ROIs)")
     names, ids = classes or (None, None)
-    return MaskRCNN(
-        num_classes=num_classes, backbone=m.backbone, image_size=m.image_size, width=m.width,
-        resnet_stages=m.resnet_stages, train_bn=m.train_bn, fpn_channels=m.fpn_channels, anchor_scales=m.anchor_scales,
-        anchor_ratios=m.anchor_ratios, anchor_stride=m.anchor_stride, proposals_pre_nms=m.proposals_pre_nms,
-        proposals_nms=m.proposals_nms, proposals_training=m.proposals_training,
-        proposals_inference=m.proposals_inference, train_rois=m.train_rois, roi_positive_ratio=m.roi_positive_ratio,
-        add_gt_as_proposals=m.add_gt_as_proposals, mini_mask=m.mini_mask, pool_size=m.pool_size,
-        mask_pool_size=m.mask_pool_size, fc_size=m.fc_size, weight_decay=m.weight_decay, max_boxes=cfg.data.max_boxes,
-        loss_weights=cfg.loss.weights, class_names=names, category_ids=ids, name=f"mask_rcnn_{m.backbone}",
-    )
+    return MaskRCNN(num_classes=num_classes, **model_kwargs(m, MaskRCNN), max_boxes=cfg.data.max_boxes,
+                    loss_weights=cfg.loss.weights, class_names=names, category_ids=ids, name=f"mask_rcnn_{m.backbone}")
 
 
 def mask_rcnn_encoder(cfg: Config, num_classes: int) -> MaskRcnnTargetEncoder:

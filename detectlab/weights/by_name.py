@@ -79,13 +79,13 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
         expected = [tuple(w.shape) for w in layer.weights]
         found = [tuple(v.shape) for v in values]
         if expected != found:
-            mismatched.append(f"layer '{layer.name}' has shapes {found} in the file but {expected} in the model")
+            mismatched.append((layer.name, f"layer '{layer.name}' has shapes {found} in the file but {expected} in the model"))
             continue
         updates.append((layer, values))
         report.loaded.append(layer.name)
     if mismatched:
-        names = "|".join(m.split("'")[1] for m in mismatched)
-        raise WeightsError(f"{source}: {'; '.join(mismatched)} (exclude to fine-tune: --exclude '{names}')")
+        names, messages = zip(*mismatched)
+        raise WeightsError(f"{source}: {'; '.join(messages)} (exclude to fine-tune: --exclude '{'|'.join(names)}')")
     if not updates:
         raise WeightsError(f"{source}: no layer name matches the model (is this a weights file for this model?)")
     for layer, values in updates:
