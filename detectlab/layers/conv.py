@@ -7,8 +7,9 @@ gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
 13x13x512->1024 32 vs 19 ms; stride 2 26x26x512->13x13x1024 36 vs 18 ms; 1x1 layers
 2-5x). So, for ``dilation=1``, ``groups=1``, channels-last layers:
 
-- 1x1 kernels run as one ``matmul`` over all pixels (stride ``s``: over every ``s``-th
-  pixel, which is what a 1x1 strided convolution reads, with either padding);
+- 1x1 kernels with stride 1 run as one ``matmul`` over all pixels (strided 1x1 layers stay
+  convolutions: slicing every ``s``-th pixel first made forward+backward 1.5-2.5x slower,
+  the slice's gradient being a scatter into a full-size zero map);
 - 3x3 kernels (any stride, ``same`` or ``valid``) run as ``extract_patches`` + ``matmul``
   (the patch layout ``kh, kw, c_in`` is the kernel's) when the *output* map has at most
   200 pixels and the input at least 512 channels, or at most 16 pixels and 256 channels:
@@ -41,8 +42,6 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if mode == "window":  # the kernel covers the whole input: one matmul per image
             out = tf.matmul(tf.reshape(inputs, [-1, int(np.prod(inputs.shape[1:]))]), tf.reshape(kernel, [-1, cout]))
             return tf.reshape(out, [-1, 1, 1, cout])
-        if mode == "pointwise" and self.strides[0] > 1:
-            inputs = inputs[:, :: self.strides[0], :: self.strides[1], :]
         if mode == "patches":
             stride = self.strides[0]
             inputs = tf.image.extract_patches(
@@ -57,7 +56,7 @@ class AdaptiveConv2D(keras.layers.Conv2D):
             return None
         strides = tuple(self.strides)
         if tuple(self.kernel_size) == (1, 1):
-            return "pointwise"
+            return "pointwise" if strides == (1, 1) else None
         if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
             return "window"
         if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:

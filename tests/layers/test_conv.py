@@ -11,8 +11,8 @@ from detectlab.layers.regularizers import L2
     "shape, kernel, strides, padding, mode",
     [
         ((2, 6, 6, 8), 1, 1, "same", "pointwise"),
-        ((2, 7, 7, 8), 1, 2, "valid", "pointwise"),  # ResNet's strided 1x1 (odd map)
-        ((2, 6, 6, 8), 1, 2, "same", "pointwise"),
+        ((2, 7, 7, 8), 1, 2, "valid", None),  # ResNet's strided 1x1 (odd map) stays a convolution
+        ((2, 6, 6, 8), 1, 2, "same", None),
         ((2, 4, 4, 256), 3, 1, "same", "patches"),  # 16 pixels, 256 channels
         ((1, 12, 12, 512), 3, 1, "same", "patches"),  # 144 pixels, 512 channels
         ((1, 27, 27, 512), 3, 2, "valid", "patches"),  # Darknet downsampling to 13x13
