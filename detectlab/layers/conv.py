@@ -8,7 +8,7 @@ gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
 2-5x). So, for ``dilation=1``, ``groups=1``, channels-last layers:
 
 - 1x1 kernels run as one ``matmul`` over all pixels. Strided 1x1 kernels read every
-  ``s``-th pixel; slicing those out first and multiplying wins only in 16-bit precision for
+  ``s``-th pixel; slicing those out first and multiplying wins only in bfloat16 for
   at least 1024 -> 2048 channels (ResNet's stage-5 shortcut: 1.3-1.7x faster forward+backward,
   where oneDNN's weight gradient is slow); elsewhere (1024 -> 512 included) the slice's
   gradient, a scatter into a full-size map, makes it 1.1-3x slower than the convolution;
@@ -32,7 +32,7 @@ import tensorflow as tf
 
 # (maximum output-map pixels, minimum input channels) where 3x3 patches + matmul wins
 PATCHES_RULES = ((200, 512), (16, 256))
-# minimum (input, output) channels where a strided 1x1 runs as slice + matmul (16-bit only)
+# minimum (input, output) channels where a strided 1x1 runs as slice + matmul (bfloat16 only)
 STRIDED_POINTWISE_MIN_CHANNELS = (1024, 2048)
 
 
@@ -43,8 +43,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if mode is None:
             return super().convolution_op(inputs, kernel)
         cout = kernel.shape[3]
-        if mode == "strided_pointwise":
-            inputs, mode = inputs[:, :: self.strides[0], :: self.strides[1], :], "pointwise"
+        if mode == "strided_pointwise":  # the pixels a strided 1x1 reads, then the pointwise matmul
+            inputs = inputs[:, :: self.strides[0], :: self.strides[1], :]
         if mode == "window":  # the kernel covers the whole input: one matmul per image
             out = tf.matmul(tf.reshape(inputs, [-1, int(np.prod(inputs.shape[1:]))]), tf.reshape(kernel, [-1, cout]))
             return tf.reshape(out, [-1, 1, 1, cout])
@@ -64,10 +64,9 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if tuple(self.kernel_size) == (1, 1):
             if strides == (1, 1):
                 return "pointwise"
-            low_precision = self.compute_dtype in ("bfloat16", "float16")
             cin, cout = STRIDED_POINTWISE_MIN_CHANNELS
             wide = (shape[3] or 0) >= cin and self.filters >= cout
-            return "strided_pointwise" if low_precision and wide else None
+            return "strided_pointwise" if self.compute_dtype == "bfloat16" and wide else None
         if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
             return "window"
         if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:

@@ -45,8 +45,8 @@ def test_adaptive_conv_equals_keras_conv(shape, kernel, strides, padding, mode):
 @pytest.mark.parametrize("shape, filters, mode", [((2, 7, 7, 1024), 2048, "strided_pointwise"), ((2, 8, 8, 1024), 512, None),
                                                   ((2, 8, 8, 512), 2048, None)])
 def test_strided_pointwise_in_bfloat16(shape, filters, mode):
-    """ResNet's stage-5 shortcut (1x1, stride 2, 1024 -> 2048) slices + multiplies in 16-bit
-    precision; narrower layers stay convolutions. Both match Keras' bfloat16 convolution."""
+    """ResNet's stage-5 shortcut (1x1, stride 2, 1024 -> 2048) slices + multiplies in
+    bfloat16; narrower layers stay convolutions. Both match Keras' bfloat16 convolution."""
     x = tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32"))
     ref = keras.layers.Conv2D(filters, 1, strides=2, dtype="mixed_bfloat16")
     ours = AdaptiveConv2D(filters, 1, strides=2, dtype="mixed_bfloat16")
