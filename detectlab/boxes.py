@@ -8,6 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 
+XY_ORDER = [1, 0, 3, 2]  # (dy, dx, dh, dw) <-> keras-frcnn's (tx, ty, tw, th): its own inverse
+
+
 def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
 

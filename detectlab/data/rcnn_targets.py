@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectlab.anchors import grid_anchors
-from detectlab.boxes import encode_deltas, iou_matrix
-
-XY_ORDER = [1, 0, 3, 2]  # (dy, dx, dh, dw) -> keras-frcnn's (tx, ty, tw, th)
+from detectlab.boxes import XY_ORDER, encode_deltas, iou_matrix
 
 
 def xy_deltas(boxes: np.ndarray, gt: np.ndarray, std) -> np.ndarray:

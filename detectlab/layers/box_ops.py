@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from detectlab.boxes import XY_ORDER
+
 
 def centre_iou(a, b):
     """IoU of broadcastable ``(..., 4)`` boxes given as ``cx, cy, w, h``."""
@@ -44,6 +46,13 @@ def encode_deltas(boxes, gt, std=(1.0, 1.0, 1.0, 1.0)):
     dx = (gt[..., 1] + 0.5 * gw - boxes[..., 1] - 0.5 * w) / w
     deltas = tf.stack([dy, dx, tf.math.log(gh / h), tf.math.log(gw / w)], axis=-1)
     return deltas / tf.constant(std, tf.float32)
+
+
+def from_xy_deltas(deltas, std):
+    """keras-frcnn's coded ``(tx, ty, tw, th) * std`` (``deltas (..., 4)``; ``std`` one number
+    or four in that order) -> plain ``(dy, dx, dh, dw)`` for :func:`apply_deltas`: the
+    in-graph inverse of :func:`detectlab.data.rcnn_targets.xy_deltas`' coding."""
+    return tf.gather(deltas / tf.constant(std, tf.float32), XY_ORDER, axis=-1)
 
 
 def apply_deltas(anchors, deltas, std=(1.0, 1.0, 1.0, 1.0)):

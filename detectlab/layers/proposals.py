@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from detectlab.anchors import grid_anchors
-from detectlab.layers.box_ops import apply_deltas
+from detectlab.layers.box_ops import apply_deltas, from_xy_deltas
 
 
 def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, max_proposals: int,
@@ -62,11 +62,8 @@ class RpnProposals(keras.layers.Layer):
     def call(self, scores, deltas):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
-        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4])
-        deltas = tf.gather(deltas, [1, 0, 3, 2], axis=-1)  # keras-frcnn (tx, ty, tw, th) -> (dy, dx, dh, dw)
-        # keras-frcnn multiplies its targets by ``std``: the coding's divisor is 1 / std
-        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals,
-                             (1.0 / self.std,) * 4)
+        deltas = from_xy_deltas(tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]), self.std)
+        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "stride": self.stride, "scales": self.scales,

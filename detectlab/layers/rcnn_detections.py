@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.layers.box_ops import apply_deltas
+from detectlab.layers.box_ops import apply_deltas, from_xy_deltas
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -22,9 +22,7 @@ class RcnnBoxDecoder(keras.layers.Layer):
     def call(self, rois, probs, deltas):
         shape = tf.shape(deltas)
         deltas = tf.reshape(tf.cast(deltas, tf.float32), [shape[0], shape[1], self.num_classes, 4])
-        deltas = tf.gather(deltas, [1, 0, 3, 2], axis=-1)  # (tx, ty, tw, th) -> (dy, dx, dh, dw)
-        divisor = [1.0 / self.std[k] for k in (1, 0, 3, 2)]  # keras-frcnn multiplies its targets by std
-        boxes = apply_deltas(tf.cast(rois, tf.float32)[:, :, None, :], deltas, divisor)
+        boxes = apply_deltas(tf.cast(rois, tf.float32)[:, :, None, :], from_xy_deltas(deltas, self.std))
         return tf.clip_by_value(boxes, 0.0, 1.0), tf.cast(probs, tf.float32)[..., : self.num_classes]
 
     def get_config(self):
