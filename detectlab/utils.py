@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: atomic writes and logging."""
+"""Small helpers shared across the package: atomic writes, logging, named layers."""
 
 from __future__ import annotations
 
@@ -55,3 +55,13 @@ def setup_logging(verbose: bool = True) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False
+
+
+def named_layers(model) -> list:
+    """``model.layers``, with each layer that groups named layers (``named_parts``, e.g.
+    :class:`detectlab.layers.conv_batch_norm.ConvBatchNorm`) replaced by those layers: the
+    layers that weight files, layer presets and ``get_layer`` know by name."""
+    out = []
+    for layer in model.layers:
+        out.extend(getattr(layer, "named_parts", (layer,)))
+    return out

@@ -5,15 +5,16 @@ their ImageNet and COCO weight files load by name.
 
 Returns ``{"C1": stride 4 after max-pool, "C2": 4, "C3": 8, "C4": 16, "C5": 32}``.
 ``train_bn=False`` freezes the batch-norm statistics (moving mean/variance always), the
-default of the reference R-CNN models whose batches hold one or two images.
+default of the reference R-CNN models whose batches hold one or two images; each frozen
+batch norm then runs folded into its convolution (:class:`ConvBatchNorm`; the two layers
+keep their names and weights).
 """
 
 from __future__ import annotations
 
 from keras import layers
 
-from detectlab.layers.batch_norm import FusedBatchNormalization
-from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.conv_batch_norm import conv_bn
 from detectlab.registry import BACKBONES
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -23,25 +24,17 @@ def _w(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def _bn(name: str, train_bn: bool):
-    return FusedBatchNormalization(epsilon=1e-3, name=name, use_batch_statistics=train_bn)
-
-
 def bottleneck(x, filters, stage: int, block: str, strides: int = 1, projection: bool = False, train_bn: bool = False):
     """One bottleneck block ``res{stage}{block}``: 1x1 (strided) -> 3x3 -> 1x1, plus shortcut."""
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    y = AdaptiveConv2D(f1, 1, strides=strides, name=conv + "2a")(x)
-    y = _bn(bn + "2a", train_bn)(y)
+    y = conv_bn(x, f1, 1, conv + "2a", bn + "2a", train_bn, strides=strides)
     y = layers.Activation("relu", name=f"res{stage}{block}_branch2a_relu")(y)
-    y = AdaptiveConv2D(f2, 3, padding="same", name=conv + "2b")(y)
-    y = _bn(bn + "2b", train_bn)(y)
+    y = conv_bn(y, f2, 3, conv + "2b", bn + "2b", train_bn, padding="same")
     y = layers.Activation("relu", name=f"res{stage}{block}_branch2b_relu")(y)
-    y = AdaptiveConv2D(f3, 1, name=conv + "2c")(y)
-    y = _bn(bn + "2c", train_bn)(y)
+    y = conv_bn(y, f3, 1, conv + "2c", bn + "2c", train_bn)
     if projection:
-        x = AdaptiveConv2D(f3, 1, strides=strides, name=conv + "1")(x)
-        x = _bn(bn + "1", train_bn)(x)
+        x = conv_bn(x, f3, 1, conv + "1", bn + "1", train_bn, strides=strides)
     y = layers.Add(name=f"res{stage}{block}_add")([y, x])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
@@ -59,8 +52,7 @@ def resnet_stage(x, stage: int, blocks: int, width: float = 1.0, strides: int = 
 def resnet(images, depth: int = 50, width: float = 1.0, train_bn: bool = False, stages=None, stage5: bool = True) -> dict:
     blocks = tuple(stages or STAGE_BLOCKS[depth])
     x = layers.ZeroPadding2D(3, name="conv1_pad")(images)
-    x = AdaptiveConv2D(_w(64, width), 7, strides=2, name="conv1")(x)
-    x = _bn("bn_conv1", train_bn)(x)
+    x = conv_bn(x, _w(64, width), 7, "conv1", "bn_conv1", train_bn, strides=2)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     features = {"C1": x}

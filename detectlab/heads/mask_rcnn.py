@@ -10,7 +10,8 @@
 - Mask head on 14x14 crops: four ``mrcnn_mask_conv{k}`` (3x3, 256) + ``mrcnn_mask_bn{k}``,
   ``mrcnn_mask_deconv`` (2x2 stride 2, 256; both widths follow the FPN's) and ``mrcnn_mask`` (1x1, C + 1, sigmoid) -> 28x28.
 Per-ROI layers run on ``(B * R, ...)`` tensors (:class:`MergeRois`/:class:`SplitRois`),
-which is what the reference's ``TimeDistributed`` wrappers did. Outputs are float32.
+which is what the reference's ``TimeDistributed`` wrappers did. Each convolution + batch
+norm pair is one :class:`~detectlab.layers.conv_batch_norm.ConvBatchNorm`. Outputs are float32.
 """
 
 from __future__ import annotations
@@ -20,13 +21,9 @@ import tensorflow as tf
 from keras import layers
 
 from detectlab.heads.faster_rcnn import MergeRois, SplitRois
-from detectlab.layers.batch_norm import FusedBatchNormalization
 from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.conv_batch_norm import conv_bn
 from detectlab.layers.pyramid_roi_align import PyramidRoiAlign
-
-
-def _bn(name: str, train_bn: bool):
-    return FusedBatchNormalization(epsilon=1e-3, name=name, use_batch_statistics=train_bn)
 
 
 def rpn_head(pyramid, num_anchors: int, channels: int = 512):
@@ -48,10 +45,10 @@ def box_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 
     """``rois (B, R, 4)`` -> ``logits (B, R, C+1)``, ``probs``, ``deltas (B, R, C+1, 4)``."""
     x = PyramidRoiAlign(pool_size, image_size, name="roi_align_classifier")(rois, pyramid[:4])
     x = MergeRois(name="mrcnn_class_merge_rois")(x)
-    x = AdaptiveConv2D(fc, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
-    x = layers.Activation("relu", name="mrcnn_class_relu1")(_bn("mrcnn_class_bn1", train_bn)(x))
-    x = AdaptiveConv2D(fc, 1, name="mrcnn_class_conv2")(x)
-    x = layers.Activation("relu", name="mrcnn_class_relu2")(_bn("mrcnn_class_bn2", train_bn)(x))
+    x = conv_bn(x, fc, pool_size, "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn, padding="valid")
+    x = layers.Activation("relu", name="mrcnn_class_relu1")(x)
+    x = conv_bn(x, fc, 1, "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn)
+    x = layers.Activation("relu", name="mrcnn_class_relu2")(x)
     x = layers.Reshape((fc,), name="pool_squeeze")(x)
     x = SplitRois(name="mrcnn_class_split_rois")(x, rois)
     k = num_classes + 1
@@ -67,8 +64,8 @@ def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int =
     x = PyramidRoiAlign(pool_size, image_size, name="roi_align_mask")(rois, pyramid[:4])
     x = MergeRois(name="mrcnn_mask_merge_rois")(x)
     for k in range(1, 5):
-        x = AdaptiveConv2D(channels, 3, padding="same", name=f"mrcnn_mask_conv{k}")(x)
-        x = layers.Activation("relu", name=f"mrcnn_mask_relu{k}")(_bn(f"mrcnn_mask_bn{k}", train_bn)(x))
+        x = conv_bn(x, channels, 3, f"mrcnn_mask_conv{k}", f"mrcnn_mask_bn{k}", train_bn, padding="same")
+        x = layers.Activation("relu", name=f"mrcnn_mask_relu{k}")(x)
     x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = AdaptiveConv2D(num_classes + 1, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
     return SplitRois(name="mrcnn_mask_split_rois")(x, rois)

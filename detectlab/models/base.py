@@ -2,8 +2,9 @@
 
 Models are *functional subclasses* of ``keras.Model``: the graph is built in ``__init__``
 from plain constructor arguments (so ``get_config``/``from_config`` round-trip and
-``keras.saving.load_model(..., safe_mode=True)`` rebuilds them), its layers are flat and
-named (for by-name weight loading and layer presets), and ``compute_loss`` returns the
+``keras.saving.load_model(..., safe_mode=True)`` rebuilds them), its layers are named
+(for by-name weight loading and layer presets; :func:`detectlab.utils.named_layers`
+opens the convolution + batch-norm pairs), and ``compute_loss`` returns the
 weighted sum of the family's named losses, each tracked by a ``keras.metrics.Mean`` of the
 same name, so every term reaches the progress bar, History, CSV and TensorBoard.
 """
@@ -16,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from detectlab.errors import ConfigError
+from detectlab.utils import named_layers
 
 L2_LOSS = "l2_loss"
 
@@ -112,7 +114,7 @@ class DetectorModel(keras.Model):
             presets = ", ".join(self.LAYER_PRESETS)
             raise ConfigError(f"layers: '{preset_or_regex}' is neither a preset ({presets}) nor a valid regex: {exc}") from None
         trained = []
-        for layer in self.layers:
+        for layer in named_layers(self):
             if not layer.weights:
                 continue
             layer.trainable = bool(regex.fullmatch(layer.name))
@@ -122,6 +124,14 @@ class DetectorModel(keras.Model):
             presets = ", ".join(self.LAYER_PRESETS)
             raise ConfigError(f"layers: '{preset_or_regex}' matches no layer with weights (presets: {presets})")
         return trained
+
+    def get_layer(self, name=None, index=None):
+        """Also finds the layers grouped in a :class:`ConvBatchNorm` by their own names."""
+        if name is not None and index is None:
+            for layer in named_layers(self):
+                if layer.name == name:
+                    return layer
+        return super().get_layer(name, index)
 
     # -- serialisation -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from detectlab.errors import WeightsError
-from detectlab.utils import atomic_path
+from detectlab.utils import atomic_path, named_layers
 
 
 @dataclass
@@ -66,7 +66,7 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
     pattern = re.compile(exclude) if exclude else None
     report = LoadReport()
     updates, mismatched = [], []
-    for layer in model.layers:
+    for layer in named_layers(model):
         if not layer.weights:
             continue
         if pattern is not None and pattern.fullmatch(layer.name):
@@ -90,7 +90,7 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
         raise WeightsError(f"{source}: no layer name matches the model (is this a weights file for this model?)")
     for layer, values in updates:
         layer.set_weights(values)
-    names = {layer.name for layer in model.layers}
+    names = {layer.name for layer in named_layers(model)}
     report.unused = sorted(set(weights) - names)
     return report
 
@@ -102,7 +102,7 @@ def read_keras_archive(path) -> dict[str, list[np.ndarray]]:
         saved = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # a damaged or foreign archive: say which file and why
         raise WeightsError(f"{path}: cannot read Keras archive: {str(exc).splitlines()[0]}") from None
-    return {layer.name: layer.get_weights() for layer in saved.layers if layer.weights}
+    return {layer.name: layer.get_weights() for layer in named_layers(saved) if layer.weights}
 
 
 def read_h5(path) -> dict[str, list[np.ndarray]]:
@@ -136,7 +136,7 @@ def save_h5(model, path) -> None:
     """Write ``model``'s weights in the classic by-name layout, atomically."""
     with atomic_path(path, Path(path).suffix) as tmp:
         with h5py.File(tmp, "w") as f:
-            named = [layer for layer in model.layers if layer.weights]
+            named = [layer for layer in named_layers(model) if layer.weights]
             f.attrs["layer_names"] = [layer.name.encode() for layer in named]
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = b"3"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from detectlab.errors import WeightsError
+from detectlab.utils import named_layers
 from detectlab.weights.by_name import LoadReport
 
 _CONV = re.compile(r"(darknet|yolo)_conv_(\d+)$")
@@ -30,9 +31,9 @@ def darknet_convolutions(model) -> list[tuple[object, object | None]]:
     Convolutions carry their ``.cfg`` index in their names; an output convolution
     (``yolo_output_L``) comes right after the convolution that feeds it.
     """
-    by_name = {layer.name: layer for layer in model.layers}
+    by_name = {layer.name: layer for layer in named_layers(model)}
     order = []
-    for layer in model.layers:
+    for layer in named_layers(model):
         m = _CONV.match(layer.name)
         if m:
             order.append((float(m.group(2)), layer, by_name.get(f"{m.group(1)}_bn_{m.group(2)}")))
