@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from detectlab.training.devices import cpu_has_native_bfloat16
+
 FLOP_OPS = {"Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput", "DepthwiseConv2dNative", "_FusedConv2D", "_FusedMatMul"}
 
 
@@ -122,6 +124,25 @@ def inference_ms_per_image(predictor, image_size: int, batch: int = 1, repeats: 
     return statistics.median(times) * 1000 / batch
 
 
+def cpu_times() -> list[int]:
+    """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq
+    steal ...), in clock ticks; empty where it is absent."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """Share of CPU time the hypervisor took from this machine between two
+    :func:`cpu_times` readings (a busy host slows every measurement taken meanwhile)."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])
+    return round((after[7] - before[7]) / total, 3) if total > 0 else None
+
+
 def conditions() -> dict:
     cpu = platform.processor()
     try:
@@ -136,4 +157,5 @@ def conditions() -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "cpu_native_bfloat16": cpu_has_native_bfloat16(),
     }

@@ -27,7 +27,9 @@ import yaml
 
 from detectlab.errors import ConfigError
 
-Precision = Literal["float32", "mixed_bfloat16", "mixed_float16"]
+# "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16 (AMX /
+# AVX512-BF16), float32 elsewhere (see detectlab.training.devices.resolve_precision)
+Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
 
 
 # ----------------------------------------------------------------------------- sections

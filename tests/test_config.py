@@ -49,7 +49,7 @@ def test_wrong_types_and_values(tmp_path):
     path = _write(tmp_path, "model: {family: yolov3}\n")
     with pytest.raises(ConfigError, match=r"train\.epochs: expected an integer, got 'ten'"):
         load_config(path, ["train.epochs=ten"])
-    with pytest.raises(ConfigError, match=r"train\.precision: 'half' is not one of float32, mixed_bfloat16, mixed_float16"):
+    with pytest.raises(ConfigError, match=r"train\.precision: 'half' is not one of auto, float32, mixed_bfloat16, mixed_float16"):
         load_config(path, ["train.precision=half"])
     with pytest.raises(ConfigError, match=r"model\.family: unknown model family 'yolo3' \(did you mean 'yolov3'\?\)"):
         load_config(path, ["model.family=yolo3"])

@@ -8,6 +8,8 @@ Models are random-initialised; batches come from the family's real generator (au
 target-encoded) over synthetic JPEG files at the benchmark image size. MFU is
 3 x forward FLOPs/image x images/s over the FLOP/s of a 2048^3 matmul in the same precision,
 measured in the same run (the better of a measurement before and after the timed steps).
+``conditions`` records the machine, whether its CPU has native bfloat16, and the share of CPU
+time the host stole during the measurement (a noisy neighbour shows there, not as a slow model).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def main() -> int:
     add_config_flags(p)
     p.add_argument("--batch", type=positive_int, default=2)
     p.add_argument("--image-size", type=positive_int, help="default: the recipe's model.image_size")
-    p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"], choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"],
+                   choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--num-classes", type=positive_int, default=80)
     p.add_argument("--steps", type=positive_int, default=10, help="timed training steps (median reported)")
     p.add_argument("--warmup", type=positive_int, default=3)
@@ -47,6 +50,7 @@ def main() -> int:
     from detectlab.data.shapes import write_shapes_dataset
     from detectlab.inference.predictor import Predictor
     from detectlab.registry import MODELS
+    from detectlab.training.devices import set_precision
     from detectlab.training.runner import make_generators
 
     cfg = load_cli_config(args.config, args.overrides)
@@ -71,7 +75,8 @@ def main() -> int:
     batches = [generator[i % len(generator)] for i in range(args.steps + args.warmup)]
 
     for precision in args.precision:
-        keras.mixed_precision.set_dtype_policy(precision)
+        precision = set_precision(precision)
+        before = bench.cpu_times()
         keras.utils.set_random_seed(0)
         model = family.build(cfg, args.num_classes, None)
         result = dict(common, precision=precision, jit_compile=args.jit)
@@ -100,7 +105,7 @@ def main() -> int:
             predictor = Predictor(model, size, cfg.predict.score_threshold, e.nms_threshold, e.max_detections, 1)
             result["inference_ms_per_image"] = round(bench.inference_ms_per_image(predictor, size), 1)
         result.update(loader)
-        result["conditions"] = bench.conditions()
+        result["conditions"] = dict(bench.conditions(), host_steal_share=bench.steal_share(before, bench.cpu_times()))
         print(json.dumps(result), flush=True)
     keras.mixed_precision.set_dtype_policy("float32")
     return 0

@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--exclude", help="regex of layer names not to load from --weights (e.g. 'yolo_output_.*')")
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
     p.add_argument("--layers", help="trainable layers: a preset (all, heads, ...) or a regex; one stage")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     return p.parse_args(argv)
 

@@ -1,7 +1,9 @@
 """Precision policies and ``tf.distribute`` strategies.
 
-- ``float32``, ``mixed_bfloat16`` (fast on CPUs with AMX/AVX512-BF16 and on TPUs/Ampere+),
-  ``mixed_float16`` (GPUs; Keras wraps the optimizer in a ``LossScaleOptimizer``).
+- ``float32``, ``mixed_bfloat16`` (fast on CPUs with AMX/AVX512-BF16 and on TPUs/Ampere+,
+  several times *slower* than float32 on CPUs without them: oneDNN then converts in
+  software), ``mixed_float16`` (GPUs; Keras wraps the optimizer in a ``LossScaleOptimizer``);
+  ``auto`` picks one of them for the machine (:func:`resolve_precision`).
 - ``none``: the default strategy; ``mirrored``: one replica per GPU, or, without GPUs,
   per logical CPU device (``train.mirrored_devices``, to exercise the same path on CPU);
   ``multi_worker``: ``MultiWorkerMirroredStrategy`` configured by the ``TF_CONFIG``
@@ -50,8 +52,46 @@ def is_chief() -> bool:
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
 
 
-def set_precision(policy: str) -> None:
-    keras.mixed_precision.set_dtype_policy(policy)
+# CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic: x86 AMX / AVX512-BF16, Arm BF16
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags as Linux reports them (empty where ``cpuinfo`` is absent)."""
+    try:
+        with open(cpuinfo) as f:
+            line = next((l for l in f if l.startswith(("flags", "Features"))), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    return not cpu_flags(cpuinfo).isdisjoint(NATIVE_BF16_CPU_FLAGS)
+
+
+def resolve_precision(policy: str) -> str:
+    """``auto`` -> ``mixed_float16`` on a GPU with tensor cores (compute capability >= 7),
+    ``mixed_bfloat16`` on a CPU with native bfloat16, else ``float32``; other names as given."""
+    if policy != "auto":
+        return policy
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+        return "mixed_float16" if tuple(capability) >= (7, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_native_bfloat16() else "float32"
+
+
+def set_precision(policy: str) -> str:
+    """Set Keras' global dtype policy (``auto`` resolved for this machine); returns it."""
+    resolved = resolve_precision(policy)
+    if policy == "auto":
+        log.info("precision auto: %s on this machine", resolved)
+    elif resolved == "mixed_bfloat16" and not tf.config.list_physical_devices("GPU") and not cpu_has_native_bfloat16():
+        log.warning("precision mixed_bfloat16: this CPU has no native bfloat16 (%s), so it runs several times "
+                    "slower than float32 here; 'auto' picks float32 on it", "/".join(NATIVE_BF16_CPU_FLAGS))
+    keras.mixed_precision.set_dtype_policy(resolved)
+    return resolved
 
 
 def make_strategy(kind: str, cpu_devices: int = 0) -> tf.distribute.Strategy:
