@@ -1,8 +1,9 @@
-"""Small helpers shared across the package: atomic writes, logging, named layers."""
+"""Small helpers shared across the package: atomic writes, logging, CPU flags, named layers."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,17 @@ def setup_logging(verbose: bool = True) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
     log.propagate = False
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags as Linux reports them (empty where ``cpuinfo`` is absent)."""
+    try:
+        with open(cpuinfo) as f:
+            line = next((l for l in f if l.startswith(("flags", "Features"))), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
 
 
 def named_layers(model) -> list:

@@ -30,10 +30,46 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from detectlab.utils import cpu_flags
+
 # (maximum output-map pixels, minimum input channels) where 3x3 patches + matmul wins
 PATCHES_RULES = ((200, 512), (16, 256))
-# minimum (input, output) channels where a strided 1x1 runs as slice + matmul (bfloat16 only)
-STRIDED_POINTWISE_MIN_CHANNELS = (1024, 2048)
+# minimum (input, output) channels where a strided 1x1 runs as slice + matmul, by compute
+# dtype (float32 only on CPUs without AVX-512, where it was measured)
+STRIDED_POINTWISE_MIN_CHANNELS = {"bfloat16": (1024, 2048), "float32": (1024, 1)}
+
+
+def strided_pointwise(inputs, kernel, stride: int):
+    """A 1x1 convolution of stride ``stride`` (``inputs (B, H, W, Cin)``, ``kernel (1, 1,
+    Cin, Cout)``) as a slice of the pixels it reads and one matmul. Its input gradient puts
+    the sliced gradient back between zeros with reshapes, not with a scatter."""
+
+    @tf.custom_gradient
+    def run(x, k):
+        picked = x[:, ::stride, ::stride, :]
+        shape = tf.shape(picked)
+        cin, cout = k.shape[2], k.shape[3]
+        rows, w = tf.reshape(picked, [-1, cin]), tf.reshape(k, [cin, cout])
+        y = tf.reshape(tf.matmul(rows, w), tf.concat([shape[:3], [cout]], 0))
+
+        def grad(dy):
+            dy = tf.reshape(dy, [-1, cout])
+            dk = tf.reshape(tf.matmul(rows, dy, transpose_a=True), tf.shape(k))
+            dpicked = tf.reshape(tf.matmul(dy, w, transpose_b=True), shape)
+            return spread(dpicked, stride, tf.shape(x)), dk
+
+        return y, grad
+
+    return run(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
+
+
+def spread(x, stride: int, shape):
+    """``x (B, h, w, C)`` -> ``(B, H, W, C)`` (``H, W`` from ``shape``) with ``x[:, i, j]`` at
+    ``(stride * i, stride * j)`` and zeros elsewhere: the adjoint of ``[:, ::s, ::s]``."""
+    b, h, w, c = tf.unstack(tf.shape(x))
+    x = tf.reshape(tf.stack([x] + [tf.zeros_like(x)] * (stride - 1), axis=3), [b, h, w * stride, c])
+    x = tf.reshape(tf.stack([x] + [tf.zeros_like(x)] * (stride - 1), axis=2), [b, h * stride, w * stride, c])
+    return x[:, : shape[1], : shape[2], :]
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -43,8 +79,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if mode is None:
             return super().convolution_op(inputs, kernel)
         cout = kernel.shape[3]
-        if mode == "strided_pointwise":  # the pixels a strided 1x1 reads, then the pointwise matmul
-            inputs = inputs[:, :: self.strides[0], :: self.strides[1], :]
+        if mode == "strided_pointwise":
+            return strided_pointwise(inputs, kernel, self.strides[0])
         if mode == "window":  # the kernel covers the whole input: one matmul per image
             out = tf.matmul(tf.reshape(inputs, [-1, int(np.prod(inputs.shape[1:]))]), tf.reshape(kernel, [-1, cout]))
             return tf.reshape(out, [-1, 1, 1, cout])
@@ -64,9 +100,7 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if tuple(self.kernel_size) == (1, 1):
             if strides == (1, 1):
                 return "pointwise"
-            cin, cout = STRIDED_POINTWISE_MIN_CHANNELS
-            wide = (shape[3] or 0) >= cin and self.filters >= cout
-            return "strided_pointwise" if self.compute_dtype == "bfloat16" and wide else None
+            return "strided_pointwise" if strides[0] == strides[1] and self._strided_pointwise_wins(shape[3]) else None
         if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
             return "window"
         if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:
@@ -82,3 +116,9 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if any(pixels <= limit and c >= channels for limit, channels in PATCHES_RULES):
             return "patches"
         return None
+
+    def _strided_pointwise_wins(self, channels) -> bool:
+        rule = STRIDED_POINTWISE_MIN_CHANNELS.get(self.compute_dtype)
+        if rule is None or (self.compute_dtype == "float32" and "avx512f" in cpu_flags()):
+            return False
+        return (channels or 0) >= rule[0] and self.filters >= rule[1]

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from detectlab.errors import ConfigError
-from detectlab.utils import log
+from detectlab.utils import cpu_flags, log
 
 
 def worker_count() -> int:
@@ -54,16 +54,6 @@ def is_chief() -> bool:
 
 # CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic: x86 AMX / AVX512-BF16, Arm BF16
 NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU's feature flags as Linux reports them (empty where ``cpuinfo`` is absent)."""
-    try:
-        with open(cpuinfo) as f:
-            line = next((l for l in f if l.startswith(("flags", "Features"))), "")
-    except OSError:
-        return frozenset()
-    return frozenset(line.partition(":")[2].split())
 
 
 def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:

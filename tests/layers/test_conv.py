@@ -54,7 +54,6 @@ def test_strided_pointwise_in_bfloat16(shape, filters, mode):
     ours.build(shape)
     ours.set_weights(ref.get_weights())
     assert ours._matmul_mode(x.shape) == mode
-    assert AdaptiveConv2D(filters, 1, strides=2)._matmul_mode(x.shape) is None  # float32: always the convolution
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         a, b = tf.cast(ref(x), tf.float32), tf.cast(ours(x), tf.float32)
@@ -63,6 +62,37 @@ def test_strided_pointwise_in_bfloat16(shape, filters, mode):
     np.testing.assert_allclose(b, a, rtol=0.05, atol=0.3)
     for ga, gb in zip(tape.gradient(la, [x, ref.kernel]), tape.gradient(lb, [x, ours.kernel])):
         np.testing.assert_allclose(tf.cast(gb, tf.float32), tf.cast(ga, tf.float32), rtol=0.05, atol=0.05 * float(tf.reduce_max(tf.abs(ga))))
+
+
+@pytest.mark.parametrize("shape, stride", [((3, 14, 14, 16), 2), ((2, 13, 7, 8), 2), ((2, 10, 11, 4), 3)])
+def test_strided_pointwise_equals_the_convolution_with_its_gradients(shape, stride):
+    """Slice + matmul, with the input gradient spread back by reshapes, is a strided 1x1
+    convolution (odd maps and stride 3 included)."""
+    from detectlab.layers.conv import strided_pointwise
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    k = tf.constant(rng.normal(size=(1, 1, shape[3], 5)).astype("float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, k])
+        ref = tf.nn.conv2d(x, k, stride, "VALID")
+        ours = strided_pointwise(x, k, stride)
+        weights = tf.constant(rng.normal(size=ref.shape).astype("float32"))
+        lr, lo = tf.reduce_sum(ref * weights), tf.reduce_sum(ours * weights)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    for gr, go in zip(tape.gradient(lr, [x, k]), tape.gradient(lo, [x, k])):
+        assert go.shape == gr.shape
+        np.testing.assert_allclose(go, gr, rtol=1e-5, atol=1e-4)
+
+
+def test_float32_strided_pointwise_follows_the_cpu():
+    """ResNet stage 5's strided 1x1 layers slice + multiply in float32 on CPUs without
+    AVX-512 (where oneDNN's gradients for them are slow); stages 3-4 stay convolutions."""
+    from detectlab.utils import cpu_flags
+
+    stage5 = AdaptiveConv2D(2048, 1, strides=2)._matmul_mode((64, 14, 14, 1024))
+    assert stage5 == (None if "avx512f" in cpu_flags() else "strided_pointwise")
+    assert AdaptiveConv2D(512, 1, strides=2)._matmul_mode((2, 76, 76, 512)) is None
 
 
 def test_l2_regulariser_equals_keras():

@@ -6,7 +6,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from detectlab.training.devices import cpu_flags, cpu_has_native_bfloat16, resolve_precision, set_precision
+from detectlab.training.devices import cpu_has_native_bfloat16, resolve_precision, set_precision
+from detectlab.utils import cpu_flags
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 MILAN = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma sha_ni\n"
