@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detectlab.benchmark import forward_flops
+from detectlab.benchmark import conditions, cpu_times, forward_flops, steal_share
 
 
 def test_conv_and_dense_flops_per_image():
@@ -28,3 +28,21 @@ def test_ops_with_data_dependent_shapes_count_what_ran():
 
     x = np.array([[1, 0, 0, 0], [2, 0, 0, 0], [-1, 0, 0, 0], [3, 0, 0, 0]], np.float32)
     assert forward_flops(model, x) == pytest.approx(2 * 3 * 4 * 6 / 4)
+
+
+def test_host_steal_share_between_two_readings():
+    # user nice system idle iowait irq softirq steal (clock ticks)
+    before = [100, 0, 20, 300, 0, 0, 0, 10]
+    after = [160, 0, 30, 320, 0, 0, 0, 40]  # 120 ticks passed, 30 of them stolen
+    assert steal_share(before, after) == 0.25
+    assert steal_share([], after) is None
+    now = cpu_times()  # this machine's /proc/stat, where there is one
+    if now:
+        share = steal_share(now, cpu_times())
+        assert share is None or 0.0 <= share <= 1.0
+
+
+def test_conditions_say_whether_the_cpu_has_native_bfloat16():
+    from detectlab.training.devices import cpu_has_native_bfloat16
+
+    assert conditions()["cpu_native_bfloat16"] is cpu_has_native_bfloat16()

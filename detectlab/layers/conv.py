@@ -18,6 +18,11 @@ gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
   the shapes where it won in both float32 and bfloat16;
 - a ``valid`` kernel as large as its input (the Mask R-CNN box head's 7x7 "FC as conv")
   is one ``matmul`` of the flattened input;
+- stride-1 ``same`` convolutions with odd kernels, in float32 on CPUs without AVX-512, are
+  oneDNN's convolution whose input gradient runs as a convolution too
+  (:func:`same_conv`): oneDNN's backward-data kernel there was 1.1-2.2x slower than
+  that forward convolution on every shape measured (Mask R-CNN's mask head, 132 ROIs of
+  14x14x256: 450 vs 209 ms; VGG16's conv1_2 at 608 px: 892 vs 437 ms);
 - everything else is Keras' convolution.
 
 Weights, config and results are those of ``keras.layers.Conv2D`` (up to float rounding),
@@ -37,6 +42,9 @@ PATCHES_RULES = ((200, 512), (16, 256))
 # minimum (input, output) channels where a strided 1x1 runs as slice + matmul, by compute
 # dtype (float32 only on CPUs without AVX-512, where it was measured)
 STRIDED_POINTWISE_MIN_CHANNELS = {"bfloat16": (1024, 2048), "float32": (1024, 1)}
+# minimum input channels of a stride-1 convolution whose input gradient runs as a convolution
+# (a network's first layer sees the 3-channel image, whose gradient nobody uses)
+SAME_CONV_MIN_CHANNELS = 16
 
 
 def strided_pointwise(inputs, kernel, stride: int):
@@ -63,6 +71,25 @@ def strided_pointwise(inputs, kernel, stride: int):
     return run(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
 
 
+def same_conv(inputs, kernel):
+    """A stride-1 ``same`` convolution with an odd kernel whose input gradient is computed
+    as a forward convolution of the output gradient with the flipped kernel, in/out
+    channels swapped (its exact adjoint). On AVX2 CPUs oneDNN's backward-data kernel is
+    1.3-2x slower than that forward convolution (2x608x608x64 -> 64: 892 vs 437 ms)."""
+
+    @tf.custom_gradient
+    def run(x, k):
+        def grad(dy):
+            flipped = tf.transpose(tf.reverse(k, [0, 1]), [0, 1, 3, 2])
+            dx = tf.nn.conv2d(dy, flipped, 1, "SAME")
+            dk = tf.compat.v1.nn.conv2d_backprop_filter(x, tf.shape(k), dy, [1, 1, 1, 1], "SAME")
+            return dx, dk
+
+        return tf.nn.conv2d(x, k, 1, "SAME"), grad
+
+    return run(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
+
+
 def spread(x, stride: int, shape):
     """``x (B, h, w, C)`` -> ``(B, H, W, C)`` (``H, W`` from ``shape``) with ``x[:, i, j]`` at
     ``(stride * i, stride * j)`` and zeros elsewhere: the adjoint of ``[:, ::s, ::s]``."""
@@ -81,6 +108,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         cout = kernel.shape[3]
         if mode == "strided_pointwise":
             return strided_pointwise(inputs, kernel, self.strides[0])
+        if mode == "same_conv":
+            return same_conv(inputs, kernel)
         if mode == "window":  # the kernel covers the whole input: one matmul per image
             out = tf.matmul(tf.reshape(inputs, [-1, int(np.prod(inputs.shape[1:]))]), tf.reshape(kernel, [-1, cout]))
             return tf.reshape(out, [-1, 1, 1, cout])
@@ -103,19 +132,25 @@ class AdaptiveConv2D(keras.layers.Conv2D):
             return "strided_pointwise" if strides[0] == strides[1] and self._strided_pointwise_wins(shape[3]) else None
         if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
             return "window"
-        if tuple(self.kernel_size) != (3, 3) or strides[0] != strides[1]:
-            return None
         h, w, c = shape[1], shape[2], shape[3]
-        if h is None or w is None or c is None:
-            return None
-        s = strides[0]
-        if self.padding == "same":
-            pixels = -(-h // s) * -(-w // s)
-        else:
-            pixels = ((h - 3) // s + 1) * ((w - 3) // s + 1)
-        if any(pixels <= limit and c >= channels for limit, channels in PATCHES_RULES):
-            return "patches"
-        return None
+        if tuple(self.kernel_size) == (3, 3) and strides[0] == strides[1] and None not in (h, w, c):
+            s = strides[0]
+            if self.padding == "same":
+                pixels = -(-h // s) * -(-w // s)
+            else:
+                pixels = ((h - 3) // s + 1) * ((w - 3) // s + 1)
+            if any(pixels <= limit and c >= channels for limit, channels in PATCHES_RULES):
+                return "patches"
+        return "same_conv" if self._input_grad_as_conv_wins(c) else None
+
+    def _input_grad_as_conv_wins(self, channels) -> bool:
+        """Stride-1 ``same`` convolutions with an odd kernel, in float32 on CPUs without
+        AVX-512 (where it was measured), on inputs that are not images (whose gradient is
+        never used but would be computed)."""
+        odd = all(k % 2 for k in self.kernel_size)
+        if self.padding != "same" or tuple(self.strides) != (1, 1) or not odd or (channels or 0) < SAME_CONV_MIN_CHANNELS:
+            return False
+        return self.compute_dtype == "float32" and "avx512f" not in cpu_flags()
 
     def _strided_pointwise_wins(self, channels) -> bool:
         rule = STRIDED_POINTWISE_MIN_CHANNELS.get(self.compute_dtype)
