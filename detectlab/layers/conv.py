@@ -1,29 +1,33 @@
 """``AdaptiveConv2D``: ``keras.layers.Conv2D`` computed the fastest way for its shape.
 
-A convolution is a matrix product; which formulation runs fastest depends on the shape.
-oneDNN's direct convolution is fastest on large feature maps, but on this generation of
-CPUs it is slow for weight-heavy layers on small maps, especially for their weight
-gradient (forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms;
-13x13x512->1024 32 vs 19 ms; stride 2 26x26x512->13x13x1024 36 vs 18 ms; 1x1 layers
-2-5x). So, for ``dilation=1``, ``groups=1``, channels-last layers:
+A convolution is a matrix product; which formulation runs fastest depends on the shape and
+on the CPU. oneDNN's direct convolution is fastest on large feature maps, but it is slow
+for weight-heavy layers on small maps, especially for their weight gradient
+(forward+backward on 2 cores, bf16: 4x4x512->1024 3x3 83 ms vs 16 ms; 13x13x512->1024 32
+vs 19 ms; stride 2 26x26x512->13x13x1024 36 vs 18 ms; 1x1 layers 2-5x). The rules below
+were measured on two CPUs: an Intel Xeon with AMX / AVX512-BF16 and an AMD EPYC (Zen 3,
+AVX2 only). For ``dilation=1``, ``groups=1``, channels-last layers
+(:meth:`AdaptiveConv2D.computation` names the choice):
 
-- 1x1 kernels run as one ``matmul`` over all pixels. Strided 1x1 kernels read every
-  ``s``-th pixel; slicing those out first and multiplying wins only in bfloat16 for
-  at least 1024 -> 2048 channels (ResNet's stage-5 shortcut: 1.3-1.7x faster forward+backward,
-  where oneDNN's weight gradient is slow); elsewhere (1024 -> 512 included) the slice's
-  gradient, a scatter into a full-size map, makes it 1.1-3x slower than the convolution;
-- 3x3 kernels (any stride, ``same`` or ``valid``) run as ``extract_patches`` + ``matmul``
-  (the patch layout ``kh, kw, c_in`` is the kernel's) when the *output* map has at most
-  200 pixels and the input at least 512 channels, or at most 16 pixels and 256 channels:
-  the shapes where it won in both float32 and bfloat16;
-- a ``valid`` kernel as large as its input (the Mask R-CNN box head's 7x7 "FC as conv")
-  is one ``matmul`` of the flattened input;
-- stride-1 ``same`` convolutions with odd kernels, in float32 on CPUs without AVX-512, are
-  oneDNN's convolution whose input gradient runs as a convolution too
-  (:func:`same_conv`): oneDNN's backward-data kernel there was 1.1-2.2x slower than
-  that forward convolution on every shape measured (Mask R-CNN's mask head, 132 ROIs of
-  14x14x256: 450 vs 209 ms; VGG16's conv1_2 at 608 px: 892 vs 437 ms);
-- everything else is Keras' convolution.
+- ``pointwise``: 1x1 kernels run as one ``matmul`` over all pixels.
+- ``strided_pointwise``: a strided 1x1 kernel reads every ``s``-th pixel; slicing those
+  out and multiplying (:func:`strided_pointwise`) wins for ResNet's stage 5, where
+  oneDNN's gradients are slow: in bfloat16 for 1024 -> 2048 channels (AMX CPU: 1.3-1.7x
+  faster forward+backward), and in float32 for 1024 -> 512 and 1024 -> 2048 on CPUs without
+  AVX-512 (64 ROI crops of 14x14: 1.7x and 2.8x). Elsewhere the convolution is as fast or
+  faster (on stages 3-4 by 1.1-3x).
+- ``patches``: 3x3 kernels (any stride, ``same`` or ``valid``) run as ``extract_patches``
+  + ``matmul`` (the patch layout ``kh, kw, c_in`` is the kernel's) when the *output* map
+  has at most 200 pixels and the input at least 512 channels, or at most 16 pixels and
+  256 channels; where ``same_conv`` applies, only the second rule holds.
+- ``window``: a ``valid`` kernel as large as its input (the Mask R-CNN box head's 7x7 "FC
+  as conv") is one ``matmul`` of the flattened input.
+- ``same_conv``: stride-1 ``same`` convolutions with odd kernels, in float32 on CPUs
+  without AVX-512, are oneDNN's convolution whose input gradient runs as a forward
+  convolution too (:func:`same_conv`): oneDNN's backward-data kernel there was 1.1-2.2x
+  slower than that on every shape measured (Mask R-CNN's mask head, 132 ROIs of 14x14x256:
+  450 vs 209 ms; VGG16's conv1_2 at 608 px: 892 vs 437 ms).
+- ``None``: Keras' convolution.
 
 Weights, config and results are those of ``keras.layers.Conv2D`` (up to float rounding),
 so checkpoints and by-name loading do not depend on the choice.
@@ -105,7 +109,7 @@ def spread(x, stride: int, shape):
 @keras.saving.register_keras_serializable(package="detectlab")
 class AdaptiveConv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
-        mode = self._matmul_mode(inputs.shape)
+        mode = self.computation(inputs.shape)
         if mode is None:
             return super().convolution_op(inputs, kernel)
         cout = kernel.shape[3]
@@ -125,7 +129,8 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         out = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), tf.reshape(kernel, [-1, cout]))
         return tf.reshape(out, tf.concat([shape[:3], [cout]], 0))
 
-    def _matmul_mode(self, shape) -> str | None:
+    def computation(self, shape) -> str | None:
+        """How a call on inputs of ``shape`` (B, H, W, C) runs (see the module docstring)."""
         if self.data_format != "channels_last" or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or len(shape) != 4:
             return None
         strides = tuple(self.strides)

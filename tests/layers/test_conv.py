@@ -38,7 +38,7 @@ def test_adaptive_conv_equals_keras_conv(shape, kernel, strides, padding, mode):
     # beats patches + matmul on all but the smallest maps
     avx512 = "avx512f" in cpu_flags()
     mode = {"same_conv": None if avx512 else "same_conv", "patches/same_conv": "patches" if avx512 else "same_conv"}.get(mode, mode)
-    assert ours._matmul_mode(x.shape) == mode
+    assert ours.computation(x.shape) == mode
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         a, b = ref(x), ours(x)
@@ -60,7 +60,7 @@ def test_strided_pointwise_in_bfloat16(shape, filters, mode):
     ref.build(shape)
     ours.build(shape)
     ours.set_weights(ref.get_weights())
-    assert ours._matmul_mode(x.shape) == mode
+    assert ours.computation(x.shape) == mode
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         a, b = tf.cast(ref(x), tf.float32), tf.cast(ours(x), tf.float32)
@@ -95,9 +95,9 @@ def test_strided_pointwise_equals_the_convolution_with_its_gradients(shape, stri
 def test_float32_strided_pointwise_follows_the_cpu():
     """ResNet stage 5's strided 1x1 layers slice + multiply in float32 on CPUs without
     AVX-512 (where oneDNN's gradients for them are slow); stages 3-4 stay convolutions."""
-    stage5 = AdaptiveConv2D(2048, 1, strides=2)._matmul_mode((64, 14, 14, 1024))
+    stage5 = AdaptiveConv2D(2048, 1, strides=2).computation((64, 14, 14, 1024))
     assert stage5 == (None if "avx512f" in cpu_flags() else "strided_pointwise")
-    assert AdaptiveConv2D(512, 1, strides=2)._matmul_mode((2, 76, 76, 512)) is None
+    assert AdaptiveConv2D(512, 1, strides=2).computation((2, 76, 76, 512)) is None
 
 
 def test_l2_regulariser_equals_keras():
