@@ -82,7 +82,7 @@ def same_conv(inputs, kernel):
     """A stride-1 ``same`` convolution with an odd kernel whose input gradient is computed
     as a forward convolution of the output gradient with the flipped kernel, in/out
     channels swapped (its exact adjoint). On AVX2 CPUs oneDNN's backward-data kernel is
-    1.3-2x slower than that forward convolution (2x608x608x64 -> 64: 892 vs 437 ms)."""
+    1.1-2.2x slower than that forward convolution (2x608x608x64 -> 64: 892 vs 437 ms)."""
 
     @tf.custom_gradient
     def run(x, k):
@@ -141,18 +141,17 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         if self.padding == "valid" and tuple(shape[1:3]) == tuple(self.kernel_size):
             return "window"
         h, w, c = shape[1], shape[2], shape[3]
+        same = self._input_grad_as_conv_wins(c)
         if tuple(self.kernel_size) == (3, 3) and strides[0] == strides[1] and None not in (h, w, c):
             s = strides[0]
             if self.padding == "same":
                 pixels = -(-h // s) * -(-w // s)
             else:
                 pixels = ((h - 3) // s + 1) * ((w - 3) // s + 1)
-            rules = PATCHES_RULES
-            if s == 1 and self._input_grad_as_conv_wins(c):
-                rules = PATCHES_RULES_BESIDE_SAME_CONV
+            rules = PATCHES_RULES_BESIDE_SAME_CONV if same else PATCHES_RULES
             if any(pixels <= limit and c >= channels for limit, channels in rules):
                 return "patches"
-        return "same_conv" if self._input_grad_as_conv_wins(c) else None
+        return "same_conv" if same else None
 
     def _input_grad_as_conv_wins(self, channels) -> bool:
         """Stride-1 ``same`` convolutions with an odd kernel, in float32 on CPUs without
@@ -161,10 +160,15 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         odd = all(k % 2 for k in self.kernel_size)
         if self.padding != "same" or tuple(self.strides) != (1, 1) or not odd or (channels or 0) < SAME_CONV_MIN_CHANNELS:
             return False
-        return self.compute_dtype == "float32" and "avx512f" not in cpu_flags()
+        return self._float32_without_avx512()
 
     def _strided_pointwise_wins(self, channels) -> bool:
         rule = STRIDED_POINTWISE_MIN_CHANNELS.get(self.compute_dtype)
-        if rule is None or (self.compute_dtype == "float32" and "avx512f" in cpu_flags()):
+        if rule is None or (self.compute_dtype == "float32" and not self._float32_without_avx512()):
             return False
         return (channels or 0) >= rule[0] and self.filters >= rule[1]
+
+    def _float32_without_avx512(self) -> bool:
+        """The float32 rules were measured on an AVX2 CPU (AMD Zen 3) only; AVX-512 CPUs
+        keep oneDNN's kernels until the rules are measured there."""
+        return self.compute_dtype == "float32" and "avx512f" not in cpu_flags()
