@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from detectlab.benchmark import conditions, cpu_times, forward_flops, steal_share
+from detectlab.training.devices import cpu_has_native_bfloat16
 
 
 def test_conv_and_dense_flops_per_image():
@@ -43,6 +44,4 @@ def test_host_steal_share_between_two_readings():
 
 
 def test_conditions_say_whether_the_cpu_has_native_bfloat16():
-    from detectlab.training.devices import cpu_has_native_bfloat16
-
     assert conditions()["cpu_native_bfloat16"] is cpu_has_native_bfloat16()

@@ -160,15 +160,15 @@ class AdaptiveConv2D(keras.layers.Conv2D):
         odd = all(k % 2 for k in self.kernel_size)
         if self.padding != "same" or tuple(self.strides) != (1, 1) or not odd or (channels or 0) < SAME_CONV_MIN_CHANNELS:
             return False
-        return self._float32_without_avx512()
+        return self._measured_dtype() == "float32"
 
     def _strided_pointwise_wins(self, channels) -> bool:
-        rule = STRIDED_POINTWISE_MIN_CHANNELS.get(self.compute_dtype)
-        if rule is None or (self.compute_dtype == "float32" and not self._float32_without_avx512()):
-            return False
-        return (channels or 0) >= rule[0] and self.filters >= rule[1]
+        rule = STRIDED_POINTWISE_MIN_CHANNELS.get(self._measured_dtype())
+        return rule is not None and (channels or 0) >= rule[0] and self.filters >= rule[1]
 
-    def _float32_without_avx512(self) -> bool:
-        """The float32 rules were measured on an AVX2 CPU (AMD Zen 3) only; AVX-512 CPUs
-        keep oneDNN's kernels until the rules are measured there."""
-        return self.compute_dtype == "float32" and "avx512f" not in cpu_flags()
+    def _measured_dtype(self) -> str | None:
+        """The compute dtype whose rules hold on this CPU: float32 rules were measured on an
+        AVX2 CPU (AMD Zen 3) only, so AVX-512 CPUs keep oneDNN's kernels in float32 (None)."""
+        if self.compute_dtype == "float32" and "avx512f" in cpu_flags():
+            return None
+        return self.compute_dtype
