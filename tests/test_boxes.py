@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from detectlab.boxes import decode_deltas, encode_deltas, iou_matrix, shape_iou
+from detectlab.boxes import iou_matrix, shape_iou
 from detectlab.layers.box_ops import centre_iou, iou
 
 
@@ -20,13 +20,3 @@ def test_centre_iou_and_shape_iou():
     b = tf.constant([[5.0, 5.0, 2.0, 4.0]])
     np.testing.assert_allclose(centre_iou(a, b).numpy(), [4 / 12], rtol=1e-6)
     np.testing.assert_allclose(shape_iou([[4, 2]], [[2, 4], [4, 2]]), [[4 / 12, 1.0]], rtol=1e-6)
-
-
-def test_box_coding_hand_computed_and_inverse():
-    anchor = np.array([[0, 0, 10, 20]], np.float32)  # h 10, w 20, centre (5, 10)
-    gt = np.array([[2, 4, 22, 24]], np.float32)  # h 20, w 20, centre (12, 14)
-    deltas = encode_deltas(anchor, gt)
-    np.testing.assert_allclose(deltas, [[7 / 10, 4 / 20, np.log(2.0), 0.0]], rtol=1e-6)
-    std = (0.1, 0.1, 0.2, 0.2)
-    np.testing.assert_allclose(encode_deltas(anchor, gt, std), deltas / np.array(std), rtol=1e-6)
-    np.testing.assert_allclose(decode_deltas(anchor, encode_deltas(anchor, gt, std), std), gt, atol=1e-5)

@@ -6,7 +6,7 @@ Per image:
 - ``rpn_match (N,) int32``: 1 positive, -1 negative, 0 neutral, over the FPN anchors of
   :func:`detectlab.anchors_fpn.pyramid_anchors` (every anchor, border ones included, as the
   reference); labels by :func:`detectlab.data.rcnn_targets.label_anchors`;
-- ``rpn_bbox (N, 4) float32``: ``(dy, dx, dh, dw) / std`` for positive anchors, else 0
+- ``rpn_bbox (N, 4) float32``: the RPN coder's deltas for positive anchors, else 0
   (dense, where the reference packed the positives first);
 - ``gt_class_ids (M,) int32``: ``1..C`` (0 = padding, ``-class`` = crowd), ``gt_boxes
   (M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (M, S, S) uint8`` "mini masks": each
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from detectlab.anchors_fpn import pyramid_anchors
-from detectlab.boxes import encode_deltas
+from detectlab.box_coding import DeltaCoder
 from detectlab.data.rcnn_targets import label_anchors
 
 def mini_masks(masks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -38,13 +38,13 @@ def mini_masks(masks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 class MaskRcnnTargetEncoder:
     """``[Sample] -> ((inputs dict,))``: everything the training graph takes as input."""
 
-    def __init__(self, image_size: int, strides, scales, ratios, anchor_stride: int = 1, positive_iou: float = 0.7,
-                 negative_iou: float = 0.3, samples: int = 256, std=(0.1, 0.1, 0.2, 0.2), mini_mask: int = 56,
+    def __init__(self, image_size: int, strides, scales, ratios, coder: DeltaCoder, anchor_stride: int = 1,
+                 positive_iou: float = 0.7, negative_iou: float = 0.3, samples: int = 256, mini_mask: int = 56,
                  max_boxes: int = 100):
         self.image_size = int(image_size)
         self.anchors, _ = pyramid_anchors(self.image_size, strides, scales, ratios, anchor_stride)
         self.positive_iou, self.negative_iou, self.samples = positive_iou, negative_iou, int(samples)
-        self.std = np.asarray(std, np.float32)
+        self.coder = DeltaCoder.from_config(coder)
         self.mini_mask, self.max_boxes = int(mini_mask), int(max_boxes)
 
     def encode_rpn(self, boxes: np.ndarray, iscrowd: np.ndarray, rng: np.random.Generator):
@@ -54,7 +54,7 @@ class MaskRcnnTargetEncoder:
         match[neg] = -1
         match[pos] = 1
         bbox = np.zeros((len(self.anchors), 4), np.float32)
-        bbox[pos] = encode_deltas(self.anchors[pos], matched, self.std)
+        bbox[pos] = self.coder.encode(self.anchors[pos], matched)
         return match, bbox
 
     def __call__(self, samples: list):

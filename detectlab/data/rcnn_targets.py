@@ -1,9 +1,9 @@
 """Faster R-CNN targets (vectorised numpy): RPN anchor labels on the loader side, ROI
 sampling in the training loop. Thresholds and counts follow keras-frcnn.
 
-Regression targets use keras-frcnn's order and coding: per box ``(tx, ty, tw, th)`` =
-``((cx_gt - cx) / w, (cy_gt - cy) / h, log(w_gt / w), log(h_gt / h))`` multiplied by a std
-scaling (4 for the RPN, ``(8, 8, 4, 4)`` for the classifier).
+Regression targets are coded by the family's :class:`~detectlab.box_coding.DeltaCoder`
+(keras-frcnn's ``(tx, ty, tw, th)`` times 4 for the RPN, times ``(8, 8, 4, 4)`` for the
+classifier), the same coder the in-graph decoders use.
 """
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectlab.anchors import grid_anchors
-from detectlab.boxes import XY_ORDER, encode_deltas, iou_matrix
-
-
-def xy_deltas(boxes: np.ndarray, gt: np.ndarray, std) -> np.ndarray:
-    """``(tx, ty, tw, th) * std`` taking ``boxes`` onto ``gt`` (both y1 x1 y2 x2)."""
-    return encode_deltas(boxes, gt)[..., XY_ORDER] * np.asarray(std, np.float32)
+from detectlab.box_coding import DeltaCoder
+from detectlab.boxes import iou_matrix
 
 
 def label_anchors(anchors: np.ndarray, gt: np.ndarray, crowd: np.ndarray, positive_iou: float, negative_iou: float,
@@ -65,18 +61,18 @@ class RpnTargetEncoder:
     :func:`label_anchors`.
 
     Output per image: ``class (H, W, 2A)`` = ``[valid mask | positive mask]`` and
-    ``regress (H, W, 8A)`` = ``[positive mask x4 | targets * std]``.
+    ``regress (H, W, 8A)`` = ``[positive mask x4 | coded targets]`` (``coder``).
     """
 
-    def __init__(self, image_size: int, stride: int, scales, ratios, positive_iou=0.7, negative_iou=0.3,
-                 samples: int = 256, std: float = 4.0, max_boxes: int = 100):
+    def __init__(self, image_size: int, stride: int, scales, ratios, coder: DeltaCoder, positive_iou=0.7,
+                 negative_iou=0.3, samples: int = 256, max_boxes: int = 100):
         self.image_size = int(image_size)
         self.feature_hw = (self.image_size // stride, self.image_size // stride)
         self.anchors = grid_anchors(self.feature_hw, stride, scales, ratios)  # (N, 4) pixels
         self.num_anchors = len(scales) * len(ratios)
         self.inside = ((self.anchors[:, :2] >= 0) & (self.anchors[:, 2:] <= self.image_size)).all(1)
         self.positive_iou, self.negative_iou = positive_iou, negative_iou
-        self.samples, self.std, self.max_boxes = int(samples), float(std), int(max_boxes)
+        self.samples, self.coder, self.max_boxes = int(samples), DeltaCoder.from_config(coder), int(max_boxes)
 
     def encode(self, boxes: np.ndarray, iscrowd: np.ndarray, rng: np.random.Generator):
         n = len(self.anchors)
@@ -89,7 +85,7 @@ class RpnTargetEncoder:
         valid[pos] = valid[neg] = True
         positive[pos] = True
         targets = np.zeros((n, 4), np.float32)  # zero except at positive anchors
-        targets[pos] = xy_deltas(self.anchors[pos], matched, (self.std,) * 4)
+        targets[pos] = self.coder.encode(self.anchors[pos], matched)
         h, w = self.feature_hw
         a = self.num_anchors
         cls = np.concatenate([valid.reshape(h, w, a), positive.reshape(h, w, a)], -1).astype(np.float32)
@@ -119,7 +115,7 @@ class RpnTargetEncoder:
 class RoiBatch:
     """Classifier inputs/targets for a batch: ``rois (B, R, 4)`` normalised y1 x1 y2 x2,
     ``classes (B, R, C+1)`` one-hot with background last (all zero = padding row),
-    ``regress (B, R, 8C)`` = ``[class mask x4 | targets * std]``."""
+    ``regress (B, R, 8C)`` = ``[class mask x4 | coded targets]``."""
 
     rois: np.ndarray
     classes: np.ndarray
@@ -134,10 +130,11 @@ class RoiSampler:
     ``[bg_low, fg)`` are background, ``>= fg`` foreground; ``num_rois`` per image, at most
     half foreground (random), the rest background (with replacement when too few)."""
 
-    def __init__(self, num_classes: int, num_rois: int = 32, fg_iou: float = 0.5, bg_low: float = 0.1,
-                 std=(8.0, 8.0, 4.0, 4.0), add_gt: bool = True):
+    def __init__(self, num_classes: int, coder: DeltaCoder, num_rois: int = 32, fg_iou: float = 0.5,
+                 bg_low: float = 0.1, add_gt: bool = True):
         self.num_classes, self.num_rois = int(num_classes), int(num_rois)
-        self.fg_iou, self.bg_low, self.std, self.add_gt = fg_iou, bg_low, std, add_gt
+        self.fg_iou, self.bg_low, self.add_gt = fg_iou, bg_low, add_gt
+        self.coder = DeltaCoder.from_config(coder)
 
     def sample(self, proposals, counts, gt_boxes, gt_class_ids, rng: np.random.Generator) -> RoiBatch:
         b, r, c = len(proposals), self.num_rois, self.num_classes
@@ -185,5 +182,5 @@ class RoiSampler:
         fg[:n_fg] = True
         fg[n_fg:] = best_iou[bg_pick] >= self.fg_iou  # only when background ran out
         labels = np.where(fg, gt_cls[best[picked]], self.num_classes)
-        deltas = xy_deltas(candidates[picked], gt[best[picked]], self.std)
+        deltas = self.coder.encode(candidates[picked], gt[best[picked]])
         return candidates[picked], labels, deltas, fg

@@ -2,7 +2,8 @@
 
 Conventions: boxes ``y1, x1, y2, x2`` normalised to the input image; class id ``0`` is
 background / padding, ``1..C`` objects, negative ids mark crowd boxes (COCO ``iscrowd``);
-deltas are ``(dy, dx, dh, dw) / std`` (centre offsets over the ROI's size, log size ratios).
+deltas are coded by the head's :class:`~detectlab.box_coding.DeltaCoder` (centre offsets over
+the ROI's size and log size ratios, scaled).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.layers.box_ops import encode_deltas, iou
-
-BBOX_STD = (0.1, 0.1, 0.2, 0.2)
+from detectlab.box_coding import DeltaCoder
+from detectlab.layers.box_ops import iou
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -39,7 +39,7 @@ class DetectionTargets(keras.layers.Layer):
     """
 
     def __init__(self, train_rois: int = 200, roi_positive_ratio: float = 0.33, positive_iou: float = 0.5,
-                 crowd_iou: float = 0.001, std=BBOX_STD, mask_size: int = 28, add_gt_as_proposals: bool = False,
+                 crowd_iou: float = 0.001, coder=None, mask_size: int = 28, add_gt_as_proposals: bool = False,
                  **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
@@ -47,7 +47,7 @@ class DetectionTargets(keras.layers.Layer):
         self.train_rois = int(train_rois)
         self.roi_positive_ratio = float(roi_positive_ratio)
         self.positive_iou, self.crowd_iou = float(positive_iou), float(crowd_iou)
-        self.std = [float(s) for s in std]
+        self.coder = DeltaCoder.from_config(coder)
         self.mask_size = int(mask_size)
         self.add_gt_as_proposals = bool(add_gt_as_proposals)
 
@@ -89,7 +89,7 @@ class DetectionTargets(keras.layers.Layer):
         pos_rois = tf.gather(proposals, positive)
         matched = tf.argmax(tf.gather(object_iou, positive), axis=1, output_type=tf.int32)
         matched_boxes = tf.gather(gt_boxes, matched)
-        deltas = encode_deltas(pos_rois, matched_boxes, self.std)
+        deltas = self.coder.encode(pos_rois, matched_boxes)
 
         # the ROI in the matched GT box's frame (its mini-mask spans [0, 1] x [0, 1])
         gy1, gx1, gy2, gx2 = tf.unstack(matched_boxes, axis=-1)
@@ -115,5 +115,5 @@ class DetectionTargets(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "train_rois": self.train_rois, "roi_positive_ratio": self.roi_positive_ratio,
-                "positive_iou": self.positive_iou, "crowd_iou": self.crowd_iou, "std": self.std,
+                "positive_iou": self.positive_iou, "crowd_iou": self.crowd_iou, "coder": self.coder.get_config(),
                 "mask_size": self.mask_size, "add_gt_as_proposals": self.add_gt_as_proposals}

@@ -11,15 +11,15 @@ import keras
 import tensorflow as tf
 
 from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, pyramid_anchors
+from detectlab.box_coding import DeltaCoder
 from detectlab.layers.proposals import top_proposals
-
-RPN_BBOX_STD = (0.1, 0.1, 0.2, 0.2)
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class FpnProposals(keras.layers.Layer):
-    """``scores (B, N)`` foreground probabilities, ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw) / std``
-    per anchor (what the RPN learns: :func:`detectlab.boxes.encode_deltas` with ``std``) -> ``(proposals (B, K, 4), counts (B,) int32)``.
+    """``scores (B, N)`` foreground probabilities, ``deltas (B, N, 4)`` per anchor, coded by
+    ``coder`` (the RPN's :class:`DeltaCoder`, which the loader encodes its targets with) ->
+    ``(proposals (B, K, 4), counts (B,) int32)``.
 
     The ``pre_nms`` best anchors are decoded, clipped to ``[0, 1]`` and go through NMS
     (``nms_threshold``); ``K = proposals_training`` when called with ``training=True``, else
@@ -28,7 +28,7 @@ class FpnProposals(keras.layers.Layer):
     """
 
     def __init__(self, image_size: int, strides=FPN_STRIDES, scales=FPN_SCALES, ratios=FPN_RATIOS,
-                 anchor_stride: int = 1, anchor_offset: float = 0.0, std=RPN_BBOX_STD, pre_nms: int = 6000,
+                 anchor_stride: int = 1, anchor_offset: float = 0.0, coder=None, pre_nms: int = 6000,
                  nms_threshold: float = 0.7, proposals_training: int = 2000, proposals_inference: int = 1000,
                  **kwargs):
         kwargs.setdefault("autocast", False)
@@ -38,7 +38,7 @@ class FpnProposals(keras.layers.Layer):
         self.scales = [float(s) for s in scales]
         self.ratios = [float(r) for r in ratios]
         self.anchor_stride, self.anchor_offset = int(anchor_stride), float(anchor_offset)
-        self.std = [float(s) for s in std]
+        self.coder = DeltaCoder.from_config(coder)
         self.pre_nms, self.nms_threshold = int(pre_nms), float(nms_threshold)
         self.proposals_training, self.proposals_inference = int(proposals_training), int(proposals_inference)
         _, self.anchors = pyramid_anchors(self.image_size, self.strides, self.scales, self.ratios,
@@ -53,7 +53,7 @@ class FpnProposals(keras.layers.Layer):
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
         deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4])
         k = self.proposals_training if training else self.proposals_inference
-        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, k, self.std)
+        return top_proposals(self.anchors, deltas, scores, self.coder, self.pre_nms, self.nms_threshold, k)
 
     def compute_output_spec(self, scores, deltas, training=None):
         batch = scores.shape[0]
@@ -62,6 +62,6 @@ class FpnProposals(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "strides": self.strides,
                 "scales": self.scales, "ratios": self.ratios, "anchor_stride": self.anchor_stride,
-                "anchor_offset": self.anchor_offset, "std": self.std, "pre_nms": self.pre_nms,
+                "anchor_offset": self.anchor_offset, "coder": self.coder.get_config(), "pre_nms": self.pre_nms,
                 "nms_threshold": self.nms_threshold, "proposals_training": self.proposals_training,
                 "proposals_inference": self.proposals_inference}

@@ -1,7 +1,7 @@
 """Mask R-CNN final detections (matterport ``DetectionLayer``), batched and in-graph.
 
-Class index ``0`` is background, ``1..C`` objects; deltas are ``(dy, dx, dh, dw) / std`` per
-class (the detection-target layer's coding); boxes ``y1, x1, y2, x2`` normalised to the input image.
+Class index ``0`` is background, ``1..C`` objects; deltas per class are coded by the head's
+:class:`DeltaCoder` (the one the detection-target layer encodes with); boxes ``y1, x1, y2, x2`` normalised to the input image.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.layers.detection_targets import BBOX_STD
+from detectlab.box_coding import DeltaCoder
 from detectlab.layers.nms import PerClassNMS
-from detectlab.layers.box_ops import apply_deltas
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -26,14 +25,14 @@ class MaskRcnnDetections(keras.layers.Layer):
     """
 
     def __init__(self, max_detections: int = 100, min_confidence: float = 0.7, nms_threshold: float = 0.3,
-                 std=BBOX_STD, **kwargs):
+                 coder=None, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.supports_jit = False  # combined NMS has no XLA kernel
         self.max_detections = int(max_detections)
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
-        self.std = [float(s) for s in std]
+        self.coder = DeltaCoder.from_config(coder)
         # score_threshold 0: scores are pre-masked with ``>= min_confidence`` (NMS keeps ``> 0``)
         self.nms = PerClassNMS(self.max_detections, self.nms_threshold, 0.0, dtype="float32", name="per_class_nms")
 
@@ -49,7 +48,7 @@ class MaskRcnnDetections(keras.layers.Layer):
         class_ids = tf.argmax(probs, axis=-1, output_type=tf.int32)  # (B, N)
         scores = tf.reduce_max(probs, axis=-1)
         class_deltas = tf.gather(deltas, class_ids, batch_dims=2)  # (B, N, 4)
-        boxes = tf.clip_by_value(apply_deltas(rois, class_deltas, self.std), 0.0, 1.0)
+        boxes = self.coder.decode(rois, class_deltas, clip=True)
         keep = (class_ids > 0) & (scores >= self.min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         # one column per class, the ROI's score in its class column only (background column stays 0)
         score_matrix = tf.one_hot(class_ids, num_classes) * tf.where(keep, scores, 0.0)[..., None]
@@ -63,4 +62,4 @@ class MaskRcnnDetections(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_detections": self.max_detections, "min_confidence": self.min_confidence,
-                "nms_threshold": self.nms_threshold, "std": self.std}
+                "nms_threshold": self.nms_threshold, "coder": self.coder.get_config()}

@@ -11,13 +11,13 @@ import keras
 import tensorflow as tf
 
 from detectlab.anchors import grid_anchors
-from detectlab.layers.box_ops import apply_deltas, from_xy_deltas
+from detectlab.box_coding import DeltaCoder
 
 
-def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, max_proposals: int,
-                  std=(1.0, 1.0, 1.0, 1.0)):
-    """``anchors (N, 4)`` normalised, coded ``deltas (B, N, 4)`` = ``(dy, dx, dh, dw) / std``,
-    ``scores (B, N)`` -> ``(proposals (B, K, 4), counts (B,))``, ``K = max_proposals``.
+def top_proposals(anchors, deltas, scores, coder: DeltaCoder, pre_nms: int, nms_threshold: float,
+                  max_proposals: int):
+    """``anchors (N, 4)`` normalised, ``deltas (B, N, 4)`` coded by ``coder``, ``scores (B, N)``
+    -> ``(proposals (B, K, 4), counts (B,))``, ``K = max_proposals``.
 
     Only the ``pre_nms`` best-scoring anchors of each image are decoded (the rest could never
     be kept), clipped to ``[0, 1]`` and passed through NMS; rows past ``counts`` are zeros.
@@ -27,7 +27,7 @@ def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, m
     top_scores, index = tf.math.top_k(scores, k=k, sorted=True)
     top_deltas = tf.gather(tf.cast(deltas, tf.float32), index, batch_dims=1)
     top_anchors = tf.gather(tf.cast(anchors, tf.float32), index)
-    top_boxes = tf.clip_by_value(apply_deltas(top_anchors, top_deltas, std), 0.0, 1.0)
+    top_boxes = coder.decode(top_anchors, top_deltas, clip=True)
     selected, counts = tf.image.non_max_suppression_padded(
         top_boxes,
         top_scores,
@@ -45,16 +45,16 @@ def top_proposals(anchors, deltas, scores, pre_nms: int, nms_threshold: float, m
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class RpnProposals(keras.layers.Layer):
-    """Faster R-CNN proposals: ``scores (B, H, W, A)``, ``deltas (B, H, W, 4A)`` (keras-frcnn
-    ``tx, ty, tw, th`` scaled by ``std``) -> ``(proposals (B, K, 4), counts (B,))``."""
+    """Faster R-CNN proposals: ``scores (B, H, W, A)``, ``deltas (B, H, W, 4A)`` (coded by
+    ``coder``, the RPN's :class:`DeltaCoder`) -> ``(proposals (B, K, 4), counts (B,))``."""
 
-    def __init__(self, image_size: int, stride: int, scales, ratios, std: float = 4.0, pre_nms: int = 6000,
+    def __init__(self, image_size: int, stride: int, scales, ratios, coder, pre_nms: int = 6000,
                  nms_threshold: float = 0.7, max_proposals: int = 300, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.stride = int(image_size), int(stride)
         self.scales = [float(s) for s in scales]
         self.ratios = [[float(v) for v in r] for r in ratios]
-        self.std, self.pre_nms = float(std), int(pre_nms)
+        self.coder, self.pre_nms = DeltaCoder.from_config(coder), int(pre_nms)
         self.nms_threshold, self.max_proposals = float(nms_threshold), int(max_proposals)
         side = self.image_size // self.stride
         self.anchors = grid_anchors((side, side), self.stride, self.scales, self.ratios) / self.image_size
@@ -62,10 +62,11 @@ class RpnProposals(keras.layers.Layer):
     def call(self, scores, deltas):
         batch = tf.shape(scores)[0]
         scores = tf.reshape(tf.cast(scores, tf.float32), [batch, -1])
-        deltas = from_xy_deltas(tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4]), self.std)
-        return top_proposals(self.anchors, deltas, scores, self.pre_nms, self.nms_threshold, self.max_proposals)
+        deltas = tf.reshape(tf.cast(deltas, tf.float32), [batch, -1, 4])
+        return top_proposals(self.anchors, deltas, scores, self.coder, self.pre_nms, self.nms_threshold,
+                             self.max_proposals)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "stride": self.stride, "scales": self.scales,
-                "ratios": self.ratios, "std": self.std, "pre_nms": self.pre_nms, "nms_threshold": self.nms_threshold,
+                "ratios": self.ratios, "coder": self.coder.get_config(), "pre_nms": self.pre_nms, "nms_threshold": self.nms_threshold,
                 "max_proposals": self.max_proposals}

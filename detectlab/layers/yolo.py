@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from detectlab.box_coding import YoloGridCoder
 from detectlab.layers.box_ops import centre_to_corners
 
 
@@ -23,6 +24,7 @@ class YoloDecode(keras.layers.Layer):
         self.anchors = [list(map(float, a)) for a in np.asarray(anchors).reshape(-1, 2)]
         self.anchor_masks = [list(map(int, m)) for m in anchor_masks]
         self.num_classes = int(num_classes)
+        self.coder = YoloGridCoder()
 
     def call(self, outputs):
         anchors = np.asarray(self.anchors, np.float32)
@@ -32,13 +34,8 @@ class YoloDecode(keras.layers.Layer):
             shape = tf.shape(raw)
             num_anchors = len(self.anchor_masks[level])
             raw = tf.reshape(raw, [shape[0], shape[1], shape[2], num_anchors, 5 + self.num_classes])
-            grid_wh = tf.cast(tf.stack([shape[2], shape[1]]), tf.float32)
-            input_wh = grid_wh * (32.0 / 2**level)
-            gy, gx = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
-            grid = tf.cast(tf.stack([gx, gy], -1)[:, :, None, :], tf.float32)
-            xy = (tf.sigmoid(raw[..., 0:2]) + grid) / grid_wh
-            wh = tf.exp(tf.minimum(raw[..., 2:4], 10.0)) * anchors[self.anchor_masks[level]] / input_wh
-            level_boxes = centre_to_corners(tf.concat([xy, wh], -1))
+            centre_boxes = self.coder.decode(raw[..., 0:2], raw[..., 2:4], anchors[self.anchor_masks[level]], level)
+            level_boxes = centre_to_corners(centre_boxes)
             level_scores = tf.sigmoid(raw[..., 4:5]) * tf.sigmoid(raw[..., 5:])
             boxes.append(tf.reshape(level_boxes, [shape[0], -1, 4]))
             scores.append(tf.reshape(level_scores, [shape[0], -1, self.num_classes]))

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from detectlab.box_coding import YoloGridCoder
 from detectlab.layers.box_ops import centre_iou
 from detectlab.losses.registry import register_loss
 
@@ -82,6 +83,7 @@ class YoloLoss:
             raise ValueError(f"class_weights needs {self.num_classes} values, got {weights.shape}")
         self.class_weights = weights
         self.terms = tuple(terms)
+        self.coder = YoloGridCoder()
 
     def __call__(self, y_true: dict, y_pred: list) -> dict[str, tf.Tensor]:
         from detectlab.registry import LOSSES
@@ -102,24 +104,15 @@ class YoloLoss:
         raw = tf.cast(raw, tf.float32)
         shape = tf.shape(raw)
         raw = tf.reshape(raw, [shape[0], shape[1], shape[2], num_anchors, 5 + self.num_classes])
-        grid_hw = tf.cast(shape[1:3], tf.float32)
-        grid_wh = grid_hw[::-1]
-        input_wh = grid_wh * (32.0 / 2**level)
-        grid = _grid_xy(shape[1], shape[2])  # (g, g, 1, 2)
-
         target = tf.cast(target, tf.float32)
         object_mask = target[..., 4:5]
-        true_xy = target[..., 0:2] * grid_wh - grid
-        ratio = target[..., 2:4] * input_wh / anchors
-        true_wh = tf.where(object_mask > 0, tf.math.log(tf.maximum(ratio, 1e-9)), tf.zeros_like(ratio))
+        true_xy, true_wh = self.coder.encode(target[..., 0:4], anchors, level, object_mask)
         box_loss_scale = 2.0 - target[..., 2:3] * target[..., 3:4]
         true_class = tf.one_hot(tf.cast(target[..., 5], tf.int32), self.num_classes)
 
         # one split: its gradient is one concat, where slices would each need a full-size pad
         raw_xy, raw_wh, raw_conf, raw_class = tf.split(raw, [2, 2, 1, self.num_classes], axis=-1)
-        pred_xy = (tf.sigmoid(raw_xy) + grid) / grid_wh
-        pred_wh = tf.exp(tf.minimum(raw_wh, 10.0)) * anchors / input_wh
-        pred = tf.concat([pred_xy, pred_wh], -1)  # (B, g, g, A, 4) cx cy w h
+        pred = self.coder.decode(raw_xy, raw_wh, anchors, level)  # (B, g, g, A, 4) cx cy w h
         gt = tf.cast(gt_boxes, tf.float32)[:, None, None, None, :, :]  # (B, 1, 1, 1, M, 4)
         best_iou = tf.reduce_max(centre_iou(pred[..., None, :], gt), axis=-1, keepdims=True)
         ignore_mask = tf.stop_gradient(tf.cast(best_iou < self.ignore_thresh, tf.float32))
@@ -143,9 +136,3 @@ def _used_slots(gt_boxes):
     used = tf.reduce_any(gt_boxes[..., 2] * gt_boxes[..., 3] > 0, axis=0)  # (M,)
     count = tf.reduce_max(tf.where(used, tf.range(1, tf.shape(used)[0] + 1), 0))
     return gt_boxes[:, : tf.maximum(count, 1)]
-
-
-def _grid_xy(height, width):
-    """``(h, w, 1, 2)`` cell offsets in x, y order."""
-    gy, gx = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
-    return tf.cast(tf.stack([gx, gy], -1)[:, :, None, :], tf.float32)

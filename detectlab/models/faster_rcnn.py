@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from detectlab.anchors import REFERENCE_RATIOS
+from detectlab.box_coding import DeltaCoder
 from detectlab.config import Config, ModelConfig
 from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
 from detectlab.errors import ConfigError
@@ -65,6 +66,14 @@ class FasterRCNNConfig(ModelConfig):
     imagenet_preprocessing: bool = True  # BGR + Caffe means (what ImageNet weights expect)
     width: float = 1.0  # channel multiplier (tests)
     resnet_stages: list[int] | None = None  # blocks per ResNet stage (tests); None: 50/101
+
+
+def box_coders(rpn_regr_std, classifier_regr_std) -> tuple[DeltaCoder, DeltaCoder]:
+    """The family's two codings, keras-frcnn's ``(tx, ty, tw, th)`` scaled: the RPN's (anchor ->
+    box, times ``rpn_regr_std``) and the classifier's (ROI -> box, times ``classifier_regr_std``).
+    The loader's RPN targets, the ROI sampler, the proposal layer and the box decoder all use
+    these two objects."""
+    return DeltaCoder.keras_frcnn(rpn_regr_std), DeltaCoder.keras_frcnn(classifier_regr_std)
 
 
 class TrainingView(keras.Model):
@@ -208,7 +217,8 @@ class FasterRCNN(DetectorModel):
         }
         self._init_classes(num_classes, class_names, category_ids)
         self._init_losses(loss_weights, track_l2=False)
-        self.proposal_layer = RpnProposals(image_size, STRIDE, anchor_scales, anchor_ratios, rpn_regr_std,
+        self.rpn_coder, self.roi_coder = box_coders(rpn_regr_std, classifier_regr_std)
+        self.proposal_layer = RpnProposals(image_size, STRIDE, anchor_scales, anchor_ratios, self.rpn_coder,
                                            proposals_pre_nms, proposals_nms, proposals, name="rpn_proposals")
         self._views = self._build_views(images, rois, features, rpn_scores, rpn_deltas, class_probs, class_deltas)
 
@@ -258,8 +268,7 @@ class FasterRCNN(DetectorModel):
         rpn_scores, rpn_deltas = self.outputs[0], self.outputs[1]
         proposals, _ = self.proposal_layer(rpn_scores, rpn_deltas)
         probs, deltas = self._views.head([self._views.features, proposals])
-        args = self.constructor_args
-        boxes, scores = RcnnBoxDecoder(self.num_classes, args["classifier_regr_std"], name="box_decoder")(proposals, probs, deltas)
+        boxes, scores = RcnnBoxDecoder(self.num_classes, self.roi_coder, name="box_decoder")(proposals, probs, deltas)
         outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores)
         names = ("boxes", "scores", "class_ids", "valid")
         return keras.Model(images, dict(zip(names, outputs)), name=f"{self.name}_inference")
@@ -276,13 +285,15 @@ def build_faster_rcnn(cfg: Config, num_classes: int, class_weights=None, classes
 
 def faster_rcnn_encoder(cfg: Config, num_classes: int) -> RpnTargetEncoder:
     m: FasterRCNNConfig = cfg.model
-    return RpnTargetEncoder(m.image_size, STRIDE, m.anchor_scales, m.anchor_ratios, m.rpn_positive_iou,
-                            m.rpn_negative_iou, m.rpn_samples, m.rpn_regr_std, cfg.data.max_boxes)
+    rpn_coder, _ = box_coders(m.rpn_regr_std, m.classifier_regr_std)
+    return RpnTargetEncoder(m.image_size, STRIDE, m.anchor_scales, m.anchor_ratios, rpn_coder, m.rpn_positive_iou,
+                            m.rpn_negative_iou, m.rpn_samples, cfg.data.max_boxes)
 
 
 def roi_sampler(cfg: Config, num_classes: int) -> RoiSampler:
     m: FasterRCNNConfig = cfg.model
-    return RoiSampler(num_classes, m.num_rois, m.roi_fg_iou, m.roi_bg_iou, m.classifier_regr_std, m.add_gt_as_proposals)
+    _, roi_coder = box_coders(m.rpn_regr_std, m.classifier_regr_std)
+    return RoiSampler(num_classes, roi_coder, m.num_rois, m.roi_fg_iou, m.roi_bg_iou, m.add_gt_as_proposals)
 
 
 def check_faster_rcnn_config(m: FasterRCNNConfig, source: str = "model") -> None:
@@ -291,8 +302,10 @@ def check_faster_rcnn_config(m: FasterRCNNConfig, source: str = "model") -> None
     ratios = np.asarray(m.anchor_ratios, dtype=float)
     if ratios.ndim != 2 or ratios.shape[1] != 2 or (ratios <= 0).any():
         raise ConfigError(f"{source}.anchor_ratios: expected [w, h] multiplier pairs, e.g. [[1, 1], [0.7, 1.4]]")
-    if len(m.classifier_regr_std) != 4:
-        raise ConfigError(f"{source}.classifier_regr_std: expected 4 numbers")
+    if len(m.classifier_regr_std) != 4 or min(m.classifier_regr_std) <= 0:
+        raise ConfigError(f"{source}.classifier_regr_std: expected 4 positive numbers (tx, ty, tw, th)")
+    if m.rpn_regr_std <= 0:
+        raise ConfigError(f"{source}.rpn_regr_std: must be positive, got {m.rpn_regr_std}")
     if not 0 <= m.roi_bg_iou < m.roi_fg_iou <= 1:
         raise ConfigError(f"{source}: need 0 <= roi_bg_iou < roi_fg_iou <= 1")
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, anchors_per_level
 from detectlab.backbones.fpn import fpn
+from detectlab.box_coding import DeltaCoder
 from detectlab.config import Config, ModelConfig
 from detectlab.data.mask_rcnn_targets import MaskRcnnTargetEncoder
 from detectlab.errors import ConfigError
@@ -38,6 +39,14 @@ from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, LOSSES, MODELS
 
 HEAD_LAYERS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
+BBOX_STD = (0.1, 0.1, 0.2, 0.2)  # matterport's RPN_BBOX_STD_DEV and BBOX_STD_DEV
+
+
+def box_coders(rpn_bbox_std, bbox_std) -> tuple[DeltaCoder, DeltaCoder]:
+    """The family's two codings, matterport's ``(dy, dx, dh, dw) / std``: the RPN's (anchor ->
+    box) and the box head's (ROI -> box). The loader's RPN targets, the proposal layer, the
+    detection-target layer and the detection layer all use these two objects."""
+    return DeltaCoder.matterport(rpn_bbox_std), DeltaCoder.matterport(bbox_std)
 
 
 @dataclass
@@ -55,6 +64,8 @@ class MaskRCNNConfig(ModelConfig):
     rpn_positive_iou: float = 0.7
     rpn_negative_iou: float = 0.3
     rpn_samples: int = 256
+    rpn_bbox_std: list[float] = field(default_factory=lambda: list(BBOX_STD))  # RPN deltas divided by this
+    bbox_std: list[float] = field(default_factory=lambda: list(BBOX_STD))  # box-head deltas divided by this
     proposals_pre_nms: int = 6000
     proposals_nms: float = 0.7
     proposals_training: int = 2000
@@ -82,7 +93,8 @@ class MaskRCNN(DetectorModel):
 
     def __init__(self, num_classes: int, backbone: str = "resnet101", image_size: int = 1024, width: float = 1.0,
                  resnet_stages=None, train_bn: bool = False, fpn_channels: int = 256, anchor_scales=FPN_SCALES,
-                 anchor_ratios=FPN_RATIOS, anchor_stride: int = 1, proposals_pre_nms: int = 6000,
+                 anchor_ratios=FPN_RATIOS, anchor_stride: int = 1, rpn_bbox_std=BBOX_STD, bbox_std=BBOX_STD,
+                 proposals_pre_nms: int = 6000,
                  proposals_nms: float = 0.7, proposals_training: int = 2000, proposals_inference: int = 1000,
                  train_rois: int = 200, roi_positive_ratio: float = 0.33, add_gt_as_proposals: bool = False,
                  mini_mask: int = 56, pool_size: int = 7, mask_pool_size: int = 14, fc_size: int = 1024,
@@ -101,12 +113,13 @@ class MaskRCNN(DetectorModel):
         features = BACKBONES.get(backbone)(x, width=width, train_bn=train_bn, stages=resnet_stages)
         pyramid = fpn(features, fpn_channels)
         rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(anchor_ratios), 2 * fpn_channels)
+        self.rpn_coder, self.box_coder = box_coders(rpn_bbox_std, bbox_std)
         proposal_layer = FpnProposals(image_size, FPN_STRIDES, anchor_scales, anchor_ratios, anchor_stride,
-                                      pre_nms=proposals_pre_nms, nms_threshold=proposals_nms,
+                                      coder=self.rpn_coder, pre_nms=proposals_pre_nms, nms_threshold=proposals_nms,
                                       proposals_training=proposals_training, proposals_inference=proposals_inference,
                                       name="proposals")
         proposals, _ = proposal_layer(rpn_probs[..., 1], rpn_deltas, training=True)
-        targets = DetectionTargets(train_rois, roi_positive_ratio, mask_size=2 * mask_pool_size,
+        targets = DetectionTargets(train_rois, roi_positive_ratio, coder=self.box_coder, mask_size=2 * mask_pool_size,
                                    add_gt_as_proposals=add_gt_as_proposals, name="detection_targets")
         rois, target_ids, target_deltas, target_masks = targets(
             proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
@@ -127,6 +140,7 @@ class MaskRCNN(DetectorModel):
             "resnet_stages": list(resnet_stages) if resnet_stages else None, "train_bn": bool(train_bn),
             "fpn_channels": int(fpn_channels), "anchor_scales": [float(s) for s in anchor_scales],
             "anchor_ratios": [float(r) for r in anchor_ratios], "anchor_stride": int(anchor_stride),
+            "rpn_bbox_std": [float(s) for s in rpn_bbox_std], "bbox_std": [float(s) for s in bbox_std],
             "proposals_pre_nms": int(proposals_pre_nms), "proposals_nms": float(proposals_nms),
             "proposals_training": int(proposals_training), "proposals_inference": int(proposals_inference),
             "train_rois": int(train_rois), "roi_positive_ratio": float(roi_positive_ratio),
@@ -168,7 +182,7 @@ class MaskRCNN(DetectorModel):
         proposals, _ = self.proposal_layer(g["rpn_probs"][..., 1], g["rpn_deltas"], training=False)
         _, probs, deltas = self._box_head([proposals, *g["pyramid"][:4]])
         boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections, score_threshold, nms_threshold,
-                                                             name="detections")(proposals, probs, deltas)
+                                                             coder=self.box_coder, name="detections")(proposals, probs, deltas)
         masks = ClassMasks(name="class_masks")(self._mask_head([boxes, *g["pyramid"][:4]]), class_ids)
         outputs = {"boxes": boxes, "scores": scores, "class_ids": ClassIndex(name="class_index")(class_ids),
                    "valid": valid, "masks": masks}
@@ -186,7 +200,8 @@ def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=N
 
 def mask_rcnn_encoder(cfg: Config, num_classes: int) -> MaskRcnnTargetEncoder:
     m: MaskRCNNConfig = cfg.model
-    return MaskRcnnTargetEncoder(m.image_size, FPN_STRIDES, m.anchor_scales, m.anchor_ratios, m.anchor_stride,
+    rpn_coder, _ = box_coders(m.rpn_bbox_std, m.bbox_std)
+    return MaskRcnnTargetEncoder(m.image_size, FPN_STRIDES, m.anchor_scales, m.anchor_ratios, rpn_coder, m.anchor_stride,
                                  m.rpn_positive_iou, m.rpn_negative_iou, m.rpn_samples, mini_mask=m.mini_mask,
                                  max_boxes=cfg.data.max_boxes)
 
@@ -198,6 +213,10 @@ def check_mask_rcnn_config(m: MaskRCNNConfig, source: str = "model") -> None:
         raise ConfigError(f"{source}.anchor_scales: one scale per pyramid level P2-P6 ({len(FPN_STRIDES)}), got {len(m.anchor_scales)}")
     if not 0 < m.roi_positive_ratio <= 1:
         raise ConfigError(f"{source}.roi_positive_ratio: must be in (0, 1], got {m.roi_positive_ratio}")
+    for key in ("rpn_bbox_std", "bbox_std"):
+        std = getattr(m, key)
+        if len(std) != 4 or min(std) <= 0:
+            raise ConfigError(f"{source}.{key}: expected 4 positive numbers (dy, dx, dh, dw), got {std}")
 
 
 MODELS.register(

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from detectlab.anchors import REFERENCE_RATIOS, anchor_shapes, grid_anchors
+from detectlab.box_coding import DeltaCoder
 from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
 
 
@@ -20,7 +21,7 @@ def test_anchor_grid_and_reference_ratios():
 
 def encoder():
     # 64 px, stride 16: a 4x4 grid, two square anchors per cell (24 and 28 px)
-    return RpnTargetEncoder(64, 16, [24, 28], [(1, 1)], samples=256, std=4.0)
+    return RpnTargetEncoder(64, 16, [24, 28], [(1, 1)], DeltaCoder.keras_frcnn(4.0), samples=256)
 
 
 def test_rpn_labels_forced_best_anchor_neutral_and_border():
@@ -46,7 +47,7 @@ def test_rpn_labels_forced_best_anchor_neutral_and_border():
 
 
 def test_rpn_sampling_caps_positives_and_total():
-    enc = RpnTargetEncoder(256, 16, [16], [(1, 1)], samples=32)
+    enc = RpnTargetEncoder(256, 16, [16], [(1, 1)], DeltaCoder.keras_frcnn(4.0), samples=32)
     boxes = grid_anchors((16, 16), 16, [16], [(1, 1)])[20:220:3]  # many exact matches: many positives
     cls, _ = enc.encode(boxes, np.zeros(len(boxes), bool), np.random.default_rng(1))
     assert cls[..., 1:].sum() == 16  # at most half of the 32 samples positive
@@ -62,7 +63,7 @@ def test_crowd_regions_are_not_negatives_and_not_targets():
 
 
 def test_roi_sampler_thresholds_counts_and_targets():
-    sampler = RoiSampler(num_classes=3, num_rois=4, fg_iou=0.5, bg_low=0.1, std=(8, 8, 4, 4), add_gt=True)
+    sampler = RoiSampler(num_classes=3, coder=DeltaCoder.keras_frcnn((8, 8, 4, 4)), num_rois=4, fg_iou=0.5, bg_low=0.1, add_gt=True)
     gt = np.zeros((1, 5, 4), np.float32)
     gt[0, 0] = [0.2, 0.2, 0.6, 0.6]
     ids = np.full((1, 5), -1, np.int32)
@@ -87,7 +88,7 @@ def test_roi_sampler_thresholds_counts_and_targets():
 
 
 def test_roi_sampler_counts_images_without_usable_rois():
-    sampler = RoiSampler(num_classes=2, num_rois=4)
+    sampler = RoiSampler(num_classes=2, coder=DeltaCoder.keras_frcnn((8, 8, 4, 4)), num_rois=4)
     gt = np.zeros((2, 3, 4), np.float32)
     ids = np.full((2, 3), -1, np.int32)
     proposals = np.tile(np.array([[[0.1, 0.1, 0.3, 0.3]]], np.float32), (2, 2, 1))

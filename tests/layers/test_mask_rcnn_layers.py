@@ -10,16 +10,37 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from detectlab.anchors_fpn import anchors_per_level, pyramid_anchors  # noqa: E402
-from detectlab.boxes import decode_deltas, encode_deltas, iou_matrix  # noqa: E402
+from detectlab.box_coding import DeltaCoder  # noqa: E402
+from detectlab.boxes import iou_matrix  # noqa: E402
 from detectlab.layers.detection_targets import DetectionTargets  # noqa: E402
 from detectlab.layers.fpn_proposals import FpnProposals  # noqa: E402
 from detectlab.layers.mrcnn_detections import MaskRcnnDetections  # noqa: E402
 from detectlab.layers.pyramid_roi_align import PyramidRoiAlign, roi_levels  # noqa: E402
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
+CODER = DeltaCoder.matterport(STD)  # what the layers are given
 
 
 # ---------------------------------------------------------------- numpy references
+
+def encode_deltas(boxes, gt, std):
+    """matterport's ``box_refinement``, written out: ``(dy, dx, dh, dw) / std``."""
+    h, w = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    gh, gw = gt[..., 2] - gt[..., 0], gt[..., 3] - gt[..., 1]
+    dy = (gt[..., 0] + 0.5 * gh - boxes[..., 0] - 0.5 * h) / h
+    dx = (gt[..., 1] + 0.5 * gw - boxes[..., 1] - 0.5 * w) / w
+    return np.stack([dy, dx, np.log(gh / h), np.log(gw / w)], -1) / std
+
+
+def decode_deltas(boxes, deltas, std):
+    """matterport's ``apply_box_deltas``: the inverse of :func:`encode_deltas`."""
+    deltas = deltas * std
+    h, w = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    cy = boxes[..., 0] + 0.5 * h + deltas[..., 0] * h
+    cx = boxes[..., 1] + 0.5 * w + deltas[..., 1] * w
+    h, w = h * np.exp(deltas[..., 2]), w * np.exp(deltas[..., 3])
+    return np.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], -1)
+
 
 def np_crop_and_resize(image, box, size):
     """``tf.image.crop_and_resize`` for one box: ``image (H, W, C)``, normalised ``box`` ->
@@ -97,7 +118,7 @@ def test_pyramid_anchors_sizes_and_order():
 @pytest.mark.parametrize("training, k", [(True, 12), (False, 8)])
 def test_fpn_proposals_match_numpy_decode_clip_topk_nms(training, k):
     config = dict(strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2])
-    layer = FpnProposals(128, **config, pre_nms=30, nms_threshold=0.4, proposals_training=12, proposals_inference=8)
+    layer = FpnProposals(128, **config, coder=CODER, pre_nms=30, nms_threshold=0.4, proposals_training=12, proposals_inference=8)
     anchors = pyramid_anchors(128, **config)[1]
     assert layer.num_anchors == 4 * 4 * 3 + 2 * 2 * 3
     rng = np.random.default_rng(3)
@@ -211,7 +232,7 @@ def find_row(rows, candidates):
 
 def test_detection_targets_counts_crowd_deltas_and_masks():
     proposals, ids, gt, masks = targets_case()
-    layer = DetectionTargets(train_rois=6, roi_positive_ratio=0.33)
+    layer = DetectionTargets(coder=CODER, train_rois=6, roi_positive_ratio=0.33)
     assert layer.max_positives == 2
     rois, classes, deltas, target_masks = (t.numpy() for t in layer(proposals, ids, gt, masks))
     assert rois.shape == (3, 6, 4) and classes.shape == (3, 6) and deltas.shape == (3, 6, 4)
@@ -250,7 +271,7 @@ def test_detection_targets_counts_crowd_deltas_and_masks():
 
 def test_detection_targets_samples_random_positive_subsets():
     proposals, ids, gt, masks = targets_case()
-    layer = DetectionTargets(train_rois=6, roi_positive_ratio=0.33)
+    layer = DetectionTargets(coder=CODER, train_rois=6, roi_positive_ratio=0.33)
     seen = set()
     for _ in range(20):
         rois = layer(proposals[:1], ids[:1], gt[:1], masks[:1])[0].numpy()
@@ -263,8 +284,8 @@ def test_detection_targets_can_add_gt_boxes_as_proposals():
     ids = np.array([[3]], np.int32)
     gt = np.array([[GT0]], np.float32)
     masks = np.ones((1, 1, 4, 4), np.float32)
-    assert not DetectionTargets(train_rois=4)(proposals, ids, gt, masks)[1].numpy().any()
-    rois, classes, deltas, target_masks = DetectionTargets(train_rois=4, add_gt_as_proposals=True)(proposals, ids, gt, masks)
+    assert not DetectionTargets(coder=CODER, train_rois=4)(proposals, ids, gt, masks)[1].numpy().any()
+    rois, classes, deltas, target_masks = DetectionTargets(coder=CODER, train_rois=4, add_gt_as_proposals=True)(proposals, ids, gt, masks)
     assert classes.numpy().tolist() == [[3, 0, 0, 0]]  # the GT box itself, then int(1/0.33) - 1 = 2 wanted, 1 negative
     np.testing.assert_allclose(rois[0, :2].numpy(), [GT0, proposals[0, 0]])
     np.testing.assert_allclose(deltas[0, 0].numpy(), 0, atol=1e-6)
@@ -292,16 +313,16 @@ def detections_case():
 
 def test_mrcnn_detections_drop_background_threshold_and_nms():
     rois, probs, deltas = detections_case()
-    boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections=4)(rois, probs, deltas)
+    boxes, class_ids, scores, valid = MaskRcnnDetections(coder=CODER, max_detections=4)(rois, probs, deltas)
     assert int(valid[0]) == 3 and class_ids.dtype == tf.int32
     assert class_ids.numpy().tolist() == [[1, 2, 1, 0]]
     np.testing.assert_allclose(scores.numpy(), [[0.9, 0.8, 0.7, 0.0]], atol=1e-6)
     np.testing.assert_allclose(boxes[0].numpy(), [[0.14, 0.1, 0.54, 0.5], [0.1, 0.1, 0.5, 0.5],
                                                   [0.575, 0.7, 1.0, 0.95], [0, 0, 0, 0]], atol=1e-5)
-    boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections=2)(rois, probs, deltas)
+    boxes, class_ids, scores, valid = MaskRcnnDetections(coder=CODER, max_detections=2)(rois, probs, deltas)
     assert int(valid[0]) == 2 and class_ids.numpy().tolist() == [[1, 2]]
     # a looser NMS keeps box 1 too
-    _, class_ids, _, valid = MaskRcnnDetections(max_detections=4, nms_threshold=0.8)(rois, probs, deltas)
+    _, class_ids, _, valid = MaskRcnnDetections(coder=CODER, max_detections=4, nms_threshold=0.8)(rois, probs, deltas)
     assert int(valid[0]) == 4 and sorted(class_ids.numpy()[0].tolist()) == [1, 1, 1, 2]
 
 
@@ -318,7 +339,7 @@ def test_layers_save_and_reload_in_safe_mode(tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
     # FPN proposals (inference count)
-    layer = FpnProposals(64, strides=[32, 64], scales=[32, 64], pre_nms=10, proposals_training=6, proposals_inference=4)
+    layer = FpnProposals(64, coder=CODER, strides=[32, 64], scales=[32, 64], pre_nms=10, proposals_training=6, proposals_inference=4)
     score_in, delta_in = keras.Input((15,)), keras.Input((15, 4))
     model = keras.Model([score_in, delta_in], layer(score_in, delta_in))
     rng = np.random.default_rng(0)
@@ -334,7 +355,7 @@ def test_layers_save_and_reload_in_safe_mode(tmp_path):
     masks = np.zeros((1, 2, 4, 4), np.float32)
     masks[0, 0, :, :2] = 1
     ins = [keras.Input((3, 4)), keras.Input((2,), dtype="int32"), keras.Input((2, 4)), keras.Input((2, 4, 4))]
-    outs = DetectionTargets(train_rois=4)(*ins)
+    outs = DetectionTargets(coder=CODER, train_rois=4)(*ins)
     # the ROI axis stays dynamic, so heads built on it also take proposals or detections
     assert [tuple(o.shape) for o in outs] == [(None, None, 4), (None, None), (None, None, 4), (None, None, 28, 28)]
     a, b = roundtrip(keras.Model(ins, outs), tmp_path / "targets.keras", [proposals, ids, gt, masks])
@@ -345,7 +366,7 @@ def test_layers_save_and_reload_in_safe_mode(tmp_path):
     # final detections
     rois, probs, deltas = detections_case()
     ins = [keras.Input((7, 4)), keras.Input((7, 3)), keras.Input((7, 3, 4))]
-    model = keras.Model(ins, MaskRcnnDetections(max_detections=4)(*ins))
+    model = keras.Model(ins, MaskRcnnDetections(coder=CODER, max_detections=4)(*ins))
     a, b = roundtrip(model, tmp_path / "detections.keras", [rois, probs, deltas])
     assert int(a[3][0]) == 3
     for x, y in zip(a, b):
@@ -356,7 +377,7 @@ def test_the_coded_targets_decode_back_onto_the_ground_truth():
     # what the RPN and the box head learn (encode_deltas with std, as the encoder and the
     # detection-target layer write it) must decode to the box it was computed from
     gt = np.array([0.2, 0.3, 0.55, 0.6], np.float32)
-    layer = FpnProposals(128, strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2], pre_nms=10, nms_threshold=0.7,
+    layer = FpnProposals(128, coder=CODER, strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2], pre_nms=10, nms_threshold=0.7,
                          proposals_training=4, proposals_inference=4)
     anchors = pyramid_anchors(128, strides=[32, 64], scales=[32, 64], ratios=[0.5, 1, 2])[1]
     scores = np.zeros((1, len(anchors)), np.float32)
@@ -369,6 +390,6 @@ def test_the_coded_targets_decode_back_onto_the_ground_truth():
     rois = np.array([[[0.25, 0.25, 0.5, 0.5]]], np.float32)
     box_deltas = np.zeros((1, 1, 3, 4), np.float32)
     box_deltas[0, 0, 2] = encode_deltas(rois[0, 0], gt, STD)
-    boxes, class_ids, _, _ = MaskRcnnDetections(max_detections=1)(rois, np.float32([[[0.1, 0.1, 0.8]]]), box_deltas)
+    boxes, class_ids, _, _ = MaskRcnnDetections(coder=CODER, max_detections=1)(rois, np.float32([[[0.1, 0.1, 0.8]]]), box_deltas)
     assert int(class_ids[0, 0]) == 2
     np.testing.assert_allclose(boxes[0, 0].numpy(), gt, atol=1e-5)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from detectlab.box_coding import DeltaCoder
 from detectlab.layers.proposals import RpnProposals
 from detectlab.models.faster_rcnn import FasterRCNN
 from detectlab.registry import BACKBONES, MODELS
@@ -43,7 +44,7 @@ def numpy_proposals(anchors, scores, deltas, std, pre_nms, iou, keep):
 
 
 def test_proposal_layer_matches_a_numpy_computation():
-    layer = RpnProposals(image_size=64, stride=16, scales=[16, 32], ratios=[(1, 1), (0.7, 1.4)], std=4.0, pre_nms=20, nms_threshold=0.5, max_proposals=8)
+    layer = RpnProposals(image_size=64, stride=16, scales=[16, 32], ratios=[(1, 1), (0.7, 1.4)], coder=DeltaCoder.keras_frcnn(4.0), pre_nms=20, nms_threshold=0.5, max_proposals=8)
     rng = np.random.default_rng(0)
     scores = rng.uniform(size=(1, 4, 4, 4)).astype(np.float32)
     deltas = rng.normal(scale=0.5, size=(1, 4, 4, 16)).astype(np.float32)
@@ -100,21 +101,24 @@ def test_training_the_rpn_view_updates_the_shared_backbone(tiny_cfg):
 def test_the_coded_targets_decode_back_onto_the_ground_truth():
     from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
     from detectlab.layers.rcnn_detections import RcnnBoxDecoder
+    from detectlab.models.faster_rcnn import box_coders
+
+    rpn_coder, roi_coder = box_coders(4.0, (8.0, 8.0, 4.0, 4.0))  # the family's, as the loader and graph get them
 
     gt = np.float32([[40, 52, 100, 90]])  # pixels of a 128 px image, y1 x1 y2 x2
-    encoder = RpnTargetEncoder(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], samples=64)
+    encoder = RpnTargetEncoder(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], rpn_coder, samples=64)
     cls, regress = encoder.encode(gt, np.array([False]), np.random.default_rng(0))
     a = encoder.num_anchors
     positive = cls[..., a:]
     assert positive.sum() >= 1
     scores = positive[None] + 0.01  # the positive anchors lead
-    proposals, count = RpnProposals(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], pre_nms=50, nms_threshold=0.7,
+    proposals, count = RpnProposals(128, 16, [32, 64], [[1, 1], [1, 2], [2, 1]], rpn_coder, pre_nms=50, nms_threshold=0.7,
                                     max_proposals=5)(scores, regress[None, ..., 4 * a:])
     np.testing.assert_allclose(proposals[0, 0].numpy() * 128, gt[0], atol=1e-3)
 
     rois = np.float32([[[0.3, 0.4, 0.75, 0.7], [0.32, 0.38, 0.8, 0.72]]])
-    sampled = RoiSampler(2, num_rois=2, add_gt=False).sample(rois, np.array([2]), gt[None] / 128, np.int32([[1]]),
+    sampled = RoiSampler(2, roi_coder, num_rois=2, add_gt=False).sample(rois, np.array([2]), gt[None] / 128, np.int32([[1]]),
                                                            np.random.default_rng(0))
     assert sampled.positives == 2
-    boxes, _ = RcnnBoxDecoder(2)(sampled.rois, sampled.classes, sampled.regress[..., 8:])
+    boxes, _ = RcnnBoxDecoder(2, roi_coder)(sampled.rois, sampled.classes, sampled.regress[..., 8:])
     np.testing.assert_allclose(boxes[0, :, 1].numpy() * 128, np.repeat(gt, 2, 0), atol=1e-3)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from detectlab.box_coding import DeltaCoder
 from detectlab.data.mask_rcnn_targets import MaskRcnnTargetEncoder, mini_masks
 from detectlab.data.transforms import Sample
 from detectlab.errors import WeightsError
@@ -41,7 +42,8 @@ def test_resnet101_fpn_has_the_reference_parameter_counts(tiny_cfg):
 
 
 def test_encoder_rpn_targets_and_mini_masks():
-    enc = MaskRcnnTargetEncoder(64, (4, 8, 16, 32, 64), (8, 16, 24, 32, 48), (0.5, 1, 2), samples=32, mini_mask=8)
+    enc = MaskRcnnTargetEncoder(64, (4, 8, 16, 32, 64), (8, 16, 24, 32, 48), (0.5, 1, 2), DeltaCoder.matterport((0.1, 0.1, 0.2, 0.2)),
+                                samples=32, mini_mask=8)
     masks = np.zeros((2, 64, 64), np.uint8)
     masks[0, 8:24, 8:16] = 1  # left half of box 0 is object
     masks[1, 40:56, 32:64] = 1
