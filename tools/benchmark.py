@@ -43,7 +43,6 @@ def main() -> int:
     args = p.parse_args()
 
     import keras
-    import numpy as np
 
     from detectlab import benchmark as bench
     from detectlab.data.coco import load_coco
@@ -51,6 +50,8 @@ def main() -> int:
     from detectlab.inference.predictor import Predictor
     from detectlab.registry import MODELS
     from detectlab.training.devices import set_precision
+    from detectlab.training.optimizers import make_optimizer
+    from detectlab.training.trainers import trainer_for
     from detectlab.training.runner import make_generators
 
     cfg = load_cli_config(args.config, args.overrides)
@@ -83,13 +84,11 @@ def main() -> int:
         matmul_dtype = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
         peak = bench.matmul_flops_per_second(matmul_dtype)
         x = batches[0][0]
-        if family.trainer == "alternating":  # both views run a training-mode forward pass
-            rois = np.tile(np.float32([[[0.1, 0.1, 0.6, 0.6]]]), (args.batch, cfg.model.num_rois, 1))
-            flops = bench.forward_flops(model.rpn_view, x) + bench.forward_flops(model.classifier_view, [x, rois])
-        else:
-            flops = bench.forward_flops(model, x)
+        trainer = trainer_for(family)
+        flops = sum(bench.forward_flops(part, inputs) for part, inputs in trainer.flops_parts(model, x, cfg))
         if "train" not in args.skip:
-            step, trainer = training_step(model, family, cfg, args)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, cfg.train.lr, 1000), jit_compile=args.jit)
+            step, loop = trainer.step_function(model, family, cfg, args.num_classes)
             times = bench.training_step_times(step, batches, args.warmup, args.steps)
             # the machine's speed drifts: take the better of two peak measurements (lower MFU)
             peak = max(peak, bench.matmul_flops_per_second(matmul_dtype))
@@ -97,8 +96,8 @@ def main() -> int:
             images_per_s = args.batch / step
             result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
-            if trainer is not None:  # share of the step outside the two train_on_batch calls
-                result["outside_train_on_batch_share"] = round(float(statistics.median(trainer.outside_shares)), 4)
+            if loop is not None:  # share of the step outside the two train_on_batch calls
+                result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)
         result.update(forward_gflops_per_image=round(flops / 1e9, 2), matmul_tflops=round(peak / 1e12, 3))
         if "inference" not in args.skip:
             e = cfg.eval
@@ -109,22 +108,6 @@ def main() -> int:
         print(json.dumps(result), flush=True)
     keras.mixed_precision.set_dtype_policy("float32")
     return 0
-
-
-def training_step(model, family, cfg, args):
-    """``(step(batch, index), alternating trainer or None)`` for the model's kind of loop."""
-    from detectlab.training.optimizers import make_optimizer
-
-    optimizer = lambda: make_optimizer(cfg.train, cfg.train.lr, 1000)  # noqa: E731
-    if family.trainer == "alternating":
-        from detectlab.training.alternating import AlternatingTrainer
-
-        model.compile_views(optimizer(), optimizer(), jit_compile=args.jit)
-        trainer = AlternatingTrainer(model, family.make_sampler(cfg, args.num_classes))
-        trainer._reset_metrics()
-        return (lambda batch, i: trainer.train_step(batch, 0, i, {})), trainer
-    model.compile(optimizer=optimizer(), jit_compile=args.jit)
-    return (lambda batch, i: model.train_on_batch(*batch)), None
 
 
 if __name__ == "__main__":

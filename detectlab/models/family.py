@@ -17,8 +17,9 @@ class ModelFamily:
       the data's ``(class names, category ids)``, saved with it);
     - ``make_encoder(cfg, num_classes)``: ``[Sample] -> (inputs, targets)`` for the generator;
     - ``check(model_cfg, source)``: raises ``ConfigError`` for inconsistent settings;
-    - ``trainer``: ``"fit"`` (generator-driven ``fit``) or ``"alternating"`` (then
-      ``make_sampler(cfg, num_classes)`` gives the loop's ROI sampler);
+    - ``trainer``: the name of its trainer in :data:`detectlab.training.trainers.TRAINERS`
+      (``"fit"``: generator-driven ``fit``; ``"alternating"``: the RPN/classifier
+      ``train_on_batch`` loop, whose ROI sampler ``make_sampler(cfg, num_classes)`` gives);
     - ``with_masks``: whether training samples carry instance masks.
     """
 

@@ -3,8 +3,9 @@ ROI classifier, trained *alternately* with ``train_on_batch``.
 
 ``FasterRCNN`` is the combined model (inputs ``images (B, S, S, 3)`` RGB 0-255 and
 ``rois (B, R, 4)`` normalised y1 x1 y2 x2; outputs RPN scores/deltas and classifier
-probabilities/deltas): it is what checkpoints hold (with both optimizers' state). Its two
-training views share its layers:
+probabilities/deltas): it is what checkpoints hold (with both optimizers' state). The
+alternating loop (:mod:`detectlab.training.alternating`) trains it through two views that
+share its layers:
 
 - ``rpn_view``: images -> RPN; ``train_on_batch`` returns ``rpn_loss_cls``,
   ``rpn_loss_regr``, ``rpn_loss`` and the proposals decoded (in-graph) from the very
@@ -20,7 +21,6 @@ from typing import Literal
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from detectlab.anchors import REFERENCE_RATIOS
 from detectlab.box_coding import DeltaCoder
@@ -33,10 +33,10 @@ from detectlab.layers.preprocess import IMAGENET_CAFFE_MEAN_RGB, ImageNormalizat
 from detectlab.layers.proposals import RpnProposals
 from detectlab.layers.rcnn_detections import RcnnBoxDecoder
 from detectlab.layers.roi_align import RoiAlign
-from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES, class_accuracy
-from detectlab.models.base import DetectorModel, replica_scale
+from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES
+from detectlab.models.base import DetectorModel
 from detectlab.models.family import ModelFamily, model_kwargs
-from detectlab.registry import BACKBONES, LOSSES, MODELS
+from detectlab.registry import BACKBONES, MODELS
 
 STRIDE = 16
 
@@ -76,83 +76,13 @@ def box_coders(rpn_regr_std, classifier_regr_std) -> tuple[DeltaCoder, DeltaCode
     return DeltaCoder.keras_frcnn(rpn_regr_std), DeltaCoder.keras_frcnn(classifier_regr_std)
 
 
-class TrainingView(keras.Model):
-    """A functional view on some of the combined model's layers, with named losses.
+class _Graph:
+    """Plain holder (not tracked by Keras, so nothing is saved twice): the tensors that the
+    training views (:mod:`detectlab.training.alternating`) and the inference model are built
+    on, and the classifier head as a model on ``(features, rois)``."""
 
-    ``losses``: name -> ``fn(y, outputs)``; logs are the weighted named losses, their sum
-    under ``total_name`` and any ``metrics`` (name -> ``fn(y, outputs)``).
-    """
-
-    def __init__(self, inputs, outputs, losses: dict, weights: dict, total_name: str, metrics=None, extra=None, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.term_fns = losses
-        self.term_weights = {k: float(weights.get(k, 1.0)) for k in losses}
-        self.metric_fns = metrics or {}
-        self.extra_fn = extra
-        self.total_name = total_name
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in (*losses, *self.metric_fns, total_name)}
-
-    def _named_losses(self, y, outputs):
-        total = 0.0
-        for name, fn in self.term_fns.items():
-            value = self.term_weights[name] * fn(y, outputs)
-            self.trackers[name].update_state(value)
-            total = total + value
-        for name, fn in self.metric_fns.items():
-            self.trackers[name].update_state(fn(y, outputs))
-        self.trackers[self.total_name].update_state(total)
-        return total
-
-    def _step_logs(self, outputs) -> dict:
-        logs = {name: t.result() for name, t in self.trackers.items()}
-        if self.extra_fn is not None:
-            logs.update(self.extra_fn(outputs))
-        return logs
-
-    def train_step(self, data):
-        x, y = data[0], data[1]
-        with tf.GradientTape() as tape:
-            outputs = self(x, training=True)
-            loss = replica_scale(self._named_losses(y, outputs))
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return self._step_logs(outputs)
-
-    def test_step(self, data):
-        x, y = data[0], data[1]
-        outputs = self(x, training=False)
-        self._named_losses(y, outputs)
-        return self._step_logs(outputs)
-
-
-class LearningRates:
-    """Stands in as ``model.optimizer`` for callbacks: reads the RPN optimizer's rate and
-    sets both (``ReduceLROnPlateau``); ``optimizers`` lets TensorBoard log each."""
-
-    def __init__(self, *optimizers):
-        self.optimizers = list(optimizers)
-
-    @property
-    def learning_rate(self):
-        return self.optimizers[0].learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value):
-        for optimizer in self.optimizers:
-            optimizer.learning_rate = value
-
-    @property
-    def iterations(self):
-        return self.optimizers[0].iterations
-
-
-class _Views:
-    """Plain holder (not tracked by Keras, so the views are not saved twice): the training
-    views, the classifier head as a model on (features, rois), and the features tensor."""
-
-    def __init__(self, rpn, classifier, head, features):
-        self.rpn, self.classifier, self.head, self.features = rpn, classifier, head, features
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -220,54 +150,18 @@ class FasterRCNN(DetectorModel):
         self.rpn_coder, self.roi_coder = box_coders(rpn_regr_std, classifier_regr_std)
         self.proposal_layer = RpnProposals(image_size, STRIDE, anchor_scales, anchor_ratios, self.rpn_coder,
                                            proposals_pre_nms, proposals_nms, proposals, name="rpn_proposals")
-        self._views = self._build_views(images, rois, features, rpn_scores, rpn_deltas, class_probs, class_deltas)
-
-    def _build_views(self, images, rois, features, rpn_scores, rpn_deltas, class_probs, class_deltas) -> _Views:
-        get = LOSSES.get
-
-        def proposals(outputs):
-            boxes, counts = self.proposal_layer(outputs[0], outputs[1])
-            return {"proposals": boxes, "proposal_counts": counts}
-
-        rpn = TrainingView(
-            images, [rpn_scores, rpn_deltas],
-            losses={"rpn_loss_cls": lambda y, o: get("rpn_loss_cls")(y["rpn_class"], o[0]),
-                    "rpn_loss_regr": lambda y, o: get("rpn_loss_regr")(y["rpn_regress"], o[1])},
-            weights=self.loss_weights, total_name="rpn_loss", extra=proposals, name="rpn_view",
-        )
-        classifier = TrainingView(
-            [images, rois], [class_probs, class_deltas],
-            losses={"class_loss_cls": lambda y, o: get("class_loss_cls")(y["classes"], o[0]),
-                    "class_loss_regr": lambda y, o: get("class_loss_regr")(y["regress"], o[1])},
-            weights=self.loss_weights, total_name="class_loss",
-            metrics={"class_acc": lambda y, o: class_accuracy(y["classes"], o[0])}, name="classifier_view",
-        )
         head = keras.Model([features, rois], [class_probs, class_deltas], name="classifier_head")
-        return _Views(rpn, classifier, head, features)
-
-    @property
-    def rpn_view(self) -> TrainingView:
-        return self._views.rpn
-
-    @property
-    def classifier_view(self) -> TrainingView:
-        return self._views.classifier
-
-    def compile_views(self, rpn_optimizer, classifier_optimizer, jit_compile: bool = False) -> None:
-        """Compile both views; the combined model keeps both optimizers (saved with it)."""
-        self.rpn_view.compile(optimizer=rpn_optimizer, jit_compile=jit_compile)
-        self.classifier_view.compile(optimizer=classifier_optimizer, jit_compile=jit_compile)
-        self.rpn_optimizer, self.classifier_optimizer = rpn_optimizer, classifier_optimizer
-        for view, optimizer in ((self.rpn_view, rpn_optimizer), (self.classifier_view, classifier_optimizer)):
-            optimizer.build(view.trainable_variables)
-        self.optimizer = LearningRates(rpn_optimizer, classifier_optimizer)
+        self.graph_parts = _Graph(images=images, rois=rois, features=features, rpn_scores=rpn_scores,
+                                  rpn_deltas=rpn_deltas, class_probs=class_probs, class_deltas=class_deltas,
+                                  classifier_head=head)
 
     def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
         """images -> ``boxes (B, K, 4)`` normalised y1 x1 y2 x2, ``scores``, ``class_ids``, ``valid``."""
         images = self.inputs[0]
         rpn_scores, rpn_deltas = self.outputs[0], self.outputs[1]
         proposals, _ = self.proposal_layer(rpn_scores, rpn_deltas)
-        probs, deltas = self._views.head([self._views.features, proposals])
+        g = self.graph_parts
+        probs, deltas = g.classifier_head([g.features, proposals])
         boxes, scores = RcnnBoxDecoder(self.num_classes, self.roi_coder, name="box_decoder")(proposals, probs, deltas)
         outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores)
         names = ("boxes", "scores", "class_ids", "valid")

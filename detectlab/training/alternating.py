@@ -22,17 +22,148 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from detectlab.data.prefetch import iterate_batches
 from detectlab.data.rcnn_targets import RoiSampler
+from detectlab.losses.faster_rcnn import class_accuracy
+from detectlab.models.base import replica_scale
+from detectlab.registry import LOSSES
 from detectlab.utils import log
 
 PROPOSAL_KEYS = ("proposals", "proposal_counts")
 
 
+class TrainingView(keras.Model):
+    """A functional view on some of the combined model's layers, with named losses.
+
+    ``losses``: name -> ``fn(y, outputs)``; logs are the weighted named losses, their sum
+    under ``total_name`` and any ``metrics`` (name -> ``fn(y, outputs)``).
+    """
+
+    def __init__(self, inputs, outputs, losses: dict, weights: dict, total_name: str, metrics=None, extra=None, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.term_fns = losses
+        self.term_weights = {k: float(weights.get(k, 1.0)) for k in losses}
+        self.metric_fns = metrics or {}
+        self.extra_fn = extra
+        self.total_name = total_name
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in (*losses, *self.metric_fns, total_name)}
+
+    def _named_losses(self, y, outputs):
+        total = 0.0
+        for name, fn in self.term_fns.items():
+            value = self.term_weights[name] * fn(y, outputs)
+            self.trackers[name].update_state(value)
+            total = total + value
+        for name, fn in self.metric_fns.items():
+            self.trackers[name].update_state(fn(y, outputs))
+        self.trackers[self.total_name].update_state(total)
+        return total
+
+    def _step_logs(self, outputs) -> dict:
+        logs = {name: t.result() for name, t in self.trackers.items()}
+        if self.extra_fn is not None:
+            logs.update(self.extra_fn(outputs))
+        return logs
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        with tf.GradientTape() as tape:
+            outputs = self(x, training=True)
+            loss = replica_scale(self._named_losses(y, outputs))
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return self._step_logs(outputs)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        outputs = self(x, training=False)
+        self._named_losses(y, outputs)
+        return self._step_logs(outputs)
+
+
+class LearningRates:
+    """Stands in as ``model.optimizer`` for callbacks: reads the RPN optimizer's rate and
+    sets both (``ReduceLROnPlateau``); ``optimizers`` lets TensorBoard log each."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = list(optimizers)
+
+    @property
+    def learning_rate(self):
+        return self.optimizers[0].learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        for optimizer in self.optimizers:
+            optimizer.learning_rate = value
+
+    @property
+    def iterations(self):
+        return self.optimizers[0].iterations
+
+
+class Views:
+    """The two training views of a Faster R-CNN model (plain holder, not tracked by Keras, so
+    the views are not saved twice).
+
+    - ``rpn``: images -> RPN; ``train_on_batch`` returns ``rpn_loss_cls``, ``rpn_loss_regr``,
+      ``rpn_loss`` and the proposals decoded (in-graph) from the very predictions it trained
+      on (the reference ran an extra ``predict_on_batch`` for them);
+    - ``classifier``: images + ROIs -> classifier; returns ``class_loss_cls``,
+      ``class_loss_regr``, ``class_acc``, ``class_loss``.
+    """
+
+    def __init__(self, rpn: TrainingView, classifier: TrainingView):
+        self.rpn, self.classifier = rpn, classifier
+
+
+def training_views(model) -> Views:
+    """The model's :class:`Views`, built on its layers the first time they are asked for."""
+    views = getattr(model, "_training_views", None)
+    if views is None:
+        g, get = model.graph_parts, LOSSES.get
+
+        def proposals(outputs):
+            boxes, counts = model.proposal_layer(outputs[0], outputs[1])
+            return {"proposals": boxes, "proposal_counts": counts}
+
+        rpn = TrainingView(
+            g.images, [g.rpn_scores, g.rpn_deltas],
+            losses={"rpn_loss_cls": lambda y, o: get("rpn_loss_cls")(y["rpn_class"], o[0]),
+                    "rpn_loss_regr": lambda y, o: get("rpn_loss_regr")(y["rpn_regress"], o[1])},
+            weights=model.loss_weights, total_name="rpn_loss", extra=proposals, name="rpn_view",
+        )
+        classifier = TrainingView(
+            [g.images, g.rois], [g.class_probs, g.class_deltas],
+            losses={"class_loss_cls": lambda y, o: get("class_loss_cls")(y["classes"], o[0]),
+                    "class_loss_regr": lambda y, o: get("class_loss_regr")(y["regress"], o[1])},
+            weights=model.loss_weights, total_name="class_loss",
+            metrics={"class_acc": lambda y, o: class_accuracy(y["classes"], o[0])}, name="classifier_view",
+        )
+        views = model._training_views = Views(rpn, classifier)
+    return views
+
+
+def compile_views(model, rpn_optimizer, classifier_optimizer, jit_compile: bool = False) -> Views:
+    """Compile both views; the combined model keeps both optimizers (saved with it) and a
+    :class:`LearningRates` as its ``optimizer`` for the callbacks."""
+    views = training_views(model)
+    views.rpn.compile(optimizer=rpn_optimizer, jit_compile=jit_compile)
+    views.classifier.compile(optimizer=classifier_optimizer, jit_compile=jit_compile)
+    model.rpn_optimizer, model.classifier_optimizer = rpn_optimizer, classifier_optimizer
+    for view, optimizer in ((views.rpn, rpn_optimizer), (views.classifier, classifier_optimizer)):
+        optimizer.build(view.trainable_variables)
+    model.optimizer = LearningRates(rpn_optimizer, classifier_optimizer)
+    return views
+
+
 class AlternatingTrainer:
     def __init__(self, model, sampler: RoiSampler, seed: int = 0, workers: int = 0, use_multiprocessing: bool = True, max_queue_size: int = 10):
         self.model = model
+        self.views = training_views(model)
         self.sampler = sampler
         self.seed = int(seed)
         self.loader = dict(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
@@ -47,7 +178,7 @@ class AlternatingTrainer:
         model.stop_training = False
         callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
-            self._reset_metrics()
+            self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             train.set_epoch(epoch)
             logs = {}
@@ -74,7 +205,7 @@ class AlternatingTrainer:
     def train_step(self, batch, epoch: int, step: int, previous: dict) -> dict:
         x, y = batch
         start = time.perf_counter()
-        rpn_logs = self.model.rpn_view.train_on_batch(x, y, return_dict=True)
+        rpn_logs = self.views.rpn.train_on_batch(x, y, return_dict=True)
         rpn_time = time.perf_counter() - start
         rois = self._sample(rpn_logs, y, (epoch, step))
         classifier_time = 0.0
@@ -83,7 +214,7 @@ class AlternatingTrainer:
             cls_logs = {k: v for k, v in previous.items() if k.startswith("class_")}
         else:
             t = time.perf_counter()
-            cls_logs = self.model.classifier_view.train_on_batch(
+            cls_logs = self.views.classifier.train_on_batch(
                 [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
             )
             classifier_time = time.perf_counter() - t
@@ -94,14 +225,14 @@ class AlternatingTrainer:
 
     def evaluate(self, data) -> dict:
         """Mean losses over ``data`` (proposals from the RPN, ROIs sampled with fixed seeds)."""
-        self._reset_metrics()
+        self.reset_metrics()
         logs = {}
         for step, (x, y) in enumerate(iterate_batches(data, **self.loader)):
-            rpn_logs = self.model.rpn_view.test_on_batch(x, y, return_dict=True)
+            rpn_logs = self.views.rpn.test_on_batch(x, y, return_dict=True)
             rois = self._sample(rpn_logs, y, (-1, step))
             cls_logs = {k: v for k, v in logs.items() if k.startswith("class_")}
             if rois.positives + rois.negatives:
-                cls_logs = self.model.classifier_view.test_on_batch(
+                cls_logs = self.views.classifier.test_on_batch(
                     [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
                 )
             logs = self._merge(rpn_logs, cls_logs)
@@ -120,7 +251,7 @@ class AlternatingTrainer:
         logs.update(extra)
         return logs
 
-    def _reset_metrics(self) -> None:
-        self.model.rpn_view.reset_metrics()
-        self.model.classifier_view.reset_metrics()
+    def reset_metrics(self) -> None:
+        self.views.rpn.reset_metrics()
+        self.views.classifier.reset_metrics()
         self.outside_shares, self._positives = [], []

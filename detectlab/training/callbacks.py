@@ -149,3 +149,13 @@ def _replace_with_link(source: Path, target: Path) -> None:
             import shutil
 
             shutil.copyfile(source, tmp)
+
+
+class TensorBoardLogger(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, with batch steps continuing across stages/resumes."""
+
+    start_step = 0
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = self.start_step

@@ -23,9 +23,12 @@ from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
 from detectlab.registry import MODELS
-from detectlab.training.callbacks import AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, read_state
+from detectlab.training.callbacks import (
+    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
+)
 from detectlab.training.devices import is_chief, make_strategy, set_precision, worker_count, worker_index
 from detectlab.training.optimizers import make_optimizer
+from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, load_weights, read_keras_archive
 
@@ -38,23 +41,13 @@ class TrainResult:
     metrics: dict | None = None
 
 
-class TensorBoardLogger(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, with batch steps continuing across stages/resumes."""
-
-    start_step = 0
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self._global_train_batch = self.start_step
-
-
 def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None) -> TrainResult:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
-    if family.trainer == "alternating" and cfg.train.distribute != "none":
-        raise ConfigError(f"train.distribute: the alternating {family.name} loop runs on one device (use 'none')")
+    trainer = trainer_for(family)
+    trainer.check(cfg)
     checkpoints = workdir / "checkpoints"
     state = read_state(checkpoints) if resume else None
     if resume and state is None:
@@ -96,17 +89,14 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
         with strategy.scope():
-            if family.trainer == "alternating":
-                model.compile_views(make_optimizer(cfg.train, stage.lr, steps), make_optimizer(cfg.train, stage.lr, steps),
-                                    jit_compile=cfg.train.jit_compile)
-            else:
-                model.compile(optimizer=make_optimizer(cfg.train, stage.lr, steps), jit_compile=cfg.train.jit_compile)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), cfg.train.jit_compile)
         if not restored:
             _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
             restored = True
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index)
-        fit = fit_stage(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks)
+        fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
+                          _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(values)
         if guard.event is not None:
@@ -123,21 +113,6 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("evaluating on %s (%d images)", val_set.annotation_file, len(val_set))
         metrics = evaluate_model(model, cfg, val_set, workdir)
     return TrainResult(model=model, workdir=workdir, history=history, metrics=metrics)
-
-
-def fit_stage(model, family, cfg: Config, num_classes: int, train_gen, val_gen, epochs: int, initial: int, callbacks):
-    """One stage: Keras ``fit`` on the generator, or the family's alternating loop."""
-    t = cfg.train
-    verbose = _verbosity(t.verbose)
-    if family.trainer == "alternating":
-        from detectlab.training.alternating import AlternatingTrainer
-
-        trainer = AlternatingTrainer(model, family.make_sampler(cfg, num_classes), seed=t.seed, workers=t.workers,
-                                     use_multiprocessing=t.use_multiprocessing, max_queue_size=t.max_queue_size)
-        # the loop pulls batches with its own worker pool: the generator itself stays serial
-        return trainer.fit(train_gen, val_gen, epochs=epochs, initial_epoch=initial, callbacks=callbacks, verbose=verbose)
-    return model.fit(train_gen, validation_data=val_gen, validation_steps=t.validation_steps, epochs=epochs,
-                     initial_epoch=initial, callbacks=callbacks, verbose=verbose)
 
 
 def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: DetectionDataset | None, num_classes: int):

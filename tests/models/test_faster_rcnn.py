@@ -6,6 +6,7 @@ from detectlab.box_coding import DeltaCoder
 from detectlab.layers.proposals import RpnProposals
 from detectlab.models.faster_rcnn import FasterRCNN
 from detectlab.registry import BACKBONES, MODELS
+from detectlab.training.alternating import compile_views, training_views
 
 
 @pytest.mark.parametrize("name, output, params", [("vgg16", "C4", 14_714_688), ("resnet50", "C5", 23_587_712), ("resnet101", "C5", 42_658_176)])
@@ -70,7 +71,7 @@ def test_outputs_views_and_safe_mode_reload(tiny_cfg, tmp_path, recipe):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # the views are the combined model's layers
     shared = {id(v) for v in model.weights}
-    assert {id(v) for v in model.rpn_view.weights} <= shared and {id(v) for v in model.classifier_view.weights} <= shared
+    assert {id(v) for v in training_views(model).rpn.weights} <= shared and {id(v) for v in training_views(model).classifier.weights} <= shared
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
@@ -86,12 +87,12 @@ def test_training_the_rpn_view_updates_the_shared_backbone(tiny_cfg):
     from detectlab.training.optimizers import FusedAdam
 
     model = build(tiny_cfg)
-    model.compile_views(FusedAdam(1e-2), FusedAdam(1e-2))
+    views = compile_views(model, FusedAdam(1e-2), FusedAdam(1e-2))
     before = model.get_layer("block1_conv1").get_weights()[0].copy()
     x = np.random.default_rng(1).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8)
     y = {"rpn_class": np.zeros((2, 4, 4, 18), np.float32), "rpn_regress": np.zeros((2, 4, 4, 72), np.float32)}
     y["rpn_class"][..., :9] = 1  # all sampled, all negative
-    logs = model.rpn_view.train_on_batch(x, y, return_dict=True)
+    logs = views.rpn.train_on_batch(x, y, return_dict=True)
     assert set(logs) >= {"rpn_loss_cls", "rpn_loss_regr", "rpn_loss", "proposals", "proposal_counts"}
     assert logs["proposals"].shape == (2, 40, 4)
     assert not np.array_equal(before, model.get_layer("block1_conv1").get_weights()[0])
