@@ -22,7 +22,7 @@ def main() -> int:
     p.add_argument("-k", type=positive_int, default=9, help="number of anchors (9 full, 6 tiny)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from detectlab.data.anchors import box_sizes, kmeans_anchors, mean_best_iou
+    from detectlab.data.anchor_kmeans import box_sizes, kmeans_anchors, mean_best_iou
     from detectlab.data.coco import load_coco
 
     sizes = box_sizes(load_coco(args.data, args.images), args.image_size)

@@ -4,7 +4,7 @@
 Per image:
 
 - ``rpn_match (N,) int32``: 1 positive, -1 negative, 0 neutral, over the FPN anchors of
-  :func:`detectlab.anchors_fpn.pyramid_anchors` (every anchor, border ones included, as the
+  :func:`detectlab.anchor_pyramid.pyramid_anchors` (every anchor, border ones included, as the
   reference); labels by :func:`detectlab.data.rcnn_targets.label_anchors`;
 - ``rpn_bbox (N, 4) float32``: the RPN coder's deltas for positive anchors, else 0
   (dense, where the reference packed the positives first);
@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detectlab.anchors_fpn import pyramid_anchors
+from detectlab.anchor_pyramid import pyramid_anchors
 from detectlab.box_coding import DeltaCoder
 from detectlab.data.rcnn_targets import label_anchors
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectlab.anchors import grid_anchors
+from detectlab.anchor_grid import grid_anchors
 from detectlab.box_coding import DeltaCoder
 from detectlab.boxes import iou_matrix
 

@@ -3,7 +3,7 @@
 - RPN, one set of weights shared by every pyramid level: ``rpn_conv_shared`` (3x3, 512 =
   2x the FPN width, ReLU) -> ``rpn_class_raw`` (1x1, 2A logits: background, object) and ``rpn_bbox_pred``
   (1x1, 4A: ``(dy, dx, dh, dw) / std`` per anchor). Levels are concatenated in the anchor
-  order of :func:`detectlab.anchors_fpn.pyramid_anchors`.
+  order of :func:`detectlab.anchor_pyramid.pyramid_anchors`.
 - Box head on 7x7 pyramid crops: ``mrcnn_class_conv1`` (7x7 valid, 1024, an FC layer in
   conv form) + ``mrcnn_class_bn1``, ``mrcnn_class_conv2`` (1x1, 1024) + ``mrcnn_class_bn2``,
   then ``mrcnn_class_logits`` (C + 1, background first) and ``mrcnn_bbox_fc`` (4 (C + 1)).

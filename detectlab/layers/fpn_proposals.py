@@ -1,6 +1,6 @@
 """Mask R-CNN region proposals over the FPN anchors (matterport ``ProposalLayer``).
 
-Anchors come from :func:`detectlab.anchors_fpn.pyramid_anchors` (level-major, then cell
+Anchors come from :func:`detectlab.anchor_pyramid.pyramid_anchors` (level-major, then cell
 row-major, then ratio) and are built from the layer's config, so the saved config stays
 small. Boxes are ``y1, x1, y2, x2`` normalised to the (square) input image.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, pyramid_anchors
+from detectlab.anchor_pyramid import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, pyramid_anchors
 from detectlab.box_coding import DeltaCoder
 from detectlab.layers.proposals import top_proposals
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from detectlab.anchors import grid_anchors
+from detectlab.anchor_grid import grid_anchors
 from detectlab.box_coding import DeltaCoder
 
 

@@ -2,7 +2,7 @@
 
 Shapes: ``N`` anchors, ``T`` ROIs per image, ``C`` object classes (heads have ``C + 1``
 outputs, background at index 0). Targets come from the RPN target encoder (anchors of
-:func:`detectlab.anchors_fpn.pyramid_anchors`) and from
+:func:`detectlab.anchor_pyramid.pyramid_anchors`) and from
 :class:`detectlab.layers.detection_targets.DetectionTargets`. Deltas are
 ``(dy, dx, dh, dw) / std``. Every loss computes in float32 whatever the input dtypes and
 returns 0 (not NaN) when no element qualifies. Smooth-L1 uses beta 1.

@@ -56,15 +56,28 @@ class DetectorModel(keras.Model):
             raise ConfigError(f"{len(self.class_names)} class names / {len(self.category_ids)} category ids for {num_classes} classes")
         self.constructor_args.update({"class_names": self.class_names, "category_ids": self.category_ids})
 
-    def _init_losses(self, loss_weights: dict | None, track_l2: bool = True) -> None:
+    @classmethod
+    def resolve_loss_weights(cls, loss_weights: dict | None) -> dict[str, float]:
+        """``{registered loss name: weight}`` for every one of this family's losses (1.0 when
+        not given). A name that is not a registered loss, or is another family's, is a
+        ``ConfigError`` naming it."""
+        from detectlab.registry import LOSSES, RegistryError
+
         weights = dict(loss_weights or {})
-        unknown = sorted(set(weights) - set(self.LOSS_NAMES))
-        if unknown:
-            raise ConfigError(
-                f"loss.weights: unknown loss '{unknown[0]}' for {type(self).__name__}; "
-                f"known: {', '.join(self.LOSS_NAMES)}"
-            )
-        self.loss_weights = {name: float(weights.get(name, 1.0)) for name in self.LOSS_NAMES}
+        for name, value in weights.items():
+            try:
+                LOSSES.get(name)
+            except RegistryError as exc:
+                raise ConfigError(f"loss.weights: {exc}") from None
+            if name not in cls.LOSS_NAMES:
+                raise ConfigError(f"loss.weights.{name}: not a loss of {cls.__name__} "
+                                  f"(its losses: {', '.join(cls.LOSS_NAMES)})")
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"loss.weights.{name}: expected a number >= 0, got {value!r}")
+        return {name: float(weights.get(name, 1.0)) for name in cls.LOSS_NAMES}
+
+    def _init_losses(self, loss_weights: dict | None, track_l2: bool = True) -> None:
+        self.loss_weights = self.resolve_loss_weights(loss_weights)
         self.loss_trackers = {
             name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, *((L2_LOSS,) if track_l2 else ()))
         }
@@ -93,7 +106,9 @@ class DetectorModel(keras.Model):
 
         detectlab models are built when constructed and compile no Keras losses or
         metrics. Keras' default fetches a batch and all-reduces it across replicas first,
-        which fails for uint8 images under ``MultiWorkerMirroredStrategy``.
+        which fails for uint8 images under ``MultiWorkerMirroredStrategy``. Keras 3.15 has no
+        public hook for this step, so this overrides the private one (checked by
+        tests/training/test_distribute.py).
         """
         if self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():

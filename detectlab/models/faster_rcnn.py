@@ -22,7 +22,7 @@ from typing import Literal
 import keras
 import numpy as np
 
-from detectlab.anchors import REFERENCE_RATIOS
+from detectlab.anchor_grid import REFERENCE_RATIOS
 from detectlab.box_coding import DeltaCoder
 from detectlab.config import Config, ModelConfig
 from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder

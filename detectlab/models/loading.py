@@ -9,7 +9,7 @@ from detectlab.data.records import DetectionDataset
 from detectlab.errors import ConfigError
 from detectlab.registry import MODELS
 from detectlab.utils import log
-from detectlab.weights.by_name import load_weights
+from detectlab.weights.formats import load_weights
 
 
 def model_from_config(cfg: Config, weights: str | None, dataset: DetectionDataset | None = None, exclude: str | None = None):

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from detectlab.anchors_fpn import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, anchors_per_level
+from detectlab.anchor_pyramid import FPN_RATIOS, FPN_SCALES, FPN_STRIDES, anchors_per_level
 from detectlab.backbones.fpn import fpn
 from detectlab.box_coding import DeltaCoder
 from detectlab.config import Config, ModelConfig

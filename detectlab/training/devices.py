@@ -12,6 +12,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+
 import keras
 import tensorflow as tf
 
@@ -19,37 +23,28 @@ from detectlab.errors import ConfigError
 from detectlab.utils import cpu_flags, log
 
 
-def worker_count() -> int:
-    """Processes in the ``TF_CONFIG`` cluster (chief + workers); 1 without one."""
-    import json
-    import os
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a ``TF_CONFIG`` cluster (one process, the chief, without one)."""
 
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+    workers: int = 1  # processes: chief + workers
+    index: int = 0  # this process's position among them (0 for the chief)
+    chief: bool = True  # the process that writes checkpoints and logs (the chief, else worker 0)
 
-
-def worker_index() -> int:
-    """This process's position among chief + workers (0 for the chief)."""
-    import json
-    import os
-
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task", {})
-    if task.get("type") == "worker":
-        return len(tf_config.get("cluster", {}).get("chief", [])) + int(task.get("index", 0))
-    return 0
-
-
-def is_chief() -> bool:
-    """The process that writes checkpoints and logs (the chief, else worker 0)."""
-    import json
-    import os
-
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task", {})
-    if not task or task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+    @classmethod
+    def from_environment(cls, environ=os.environ) -> Cluster:
+        """Parse ``TF_CONFIG`` (JSON with ``cluster`` and ``task``) once."""
+        text = environ.get("TF_CONFIG") or "{}"
+        try:
+            tf_config = json.loads(text)
+            cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
+            chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+            kind, index = task.get("type"), int(task.get("index", 0))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ConfigError(f"TF_CONFIG: not a cluster description ({exc}): {text[:80]}") from None
+        position = chiefs + index if kind == "worker" else 0
+        chief = not task or kind == "chief" or (kind == "worker" and index == 0 and not chiefs)
+        return cls(workers=max(1, chiefs + workers), index=position, chief=chief)
 
 
 # CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic: x86 AMX / AVX512-BF16, Arm BF16

@@ -2,7 +2,7 @@
 
 Writes into ``workdir``: ``config.yaml`` (the resolved recipe), ``logs/`` (TensorBoard:
 ``train/`` and ``validation/``), ``checkpoints/`` (see ``AtomicCheckpoint``),
-``history.csv``, and after training ``metrics.json``, ``detections_val.json`` and
+``history.csv``, and after training ``metrics.json``, ``detections.json`` (COCO results) and
 ``predictions.jpg``. Stages run one after another; ``resume=True`` continues from
 ``checkpoints/state.json`` in the right stage and epoch (with the optimizer state when
 the stage was interrupted mid-way).
@@ -26,11 +26,12 @@ from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
     AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
 )
-from detectlab.training.devices import is_chief, make_strategy, set_precision, worker_count, worker_index
+from detectlab.training.devices import Cluster, make_strategy, set_precision
 from detectlab.training.optimizers import make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
-from detectlab.weights.by_name import assign, load_weights, read_keras_archive
+from detectlab.weights.by_name import assign, read_keras_archive
+from detectlab.weights.formats import load_weights
 
 
 @dataclass
@@ -48,6 +49,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     family.check(cfg.model)
     trainer = trainer_for(family)
     trainer.check(cfg)
+    family.model_class.resolve_loss_weights(cfg.loss.weights)  # before the data loads
     checkpoints = workdir / "checkpoints"
     state = read_state(checkpoints) if resume else None
     if resume and state is None:
@@ -56,7 +58,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
     strategy = make_strategy(cfg.train.distribute, cfg.train.mirrored_devices)
-    chief = is_chief()
+    cluster = Cluster.from_environment()
+    chief = cluster.chief
 
     train_set = load_split(cfg, "train", workdir)
     val_set = load_split(cfg, "val", workdir)
@@ -72,7 +75,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         report = load_weights(model, weights, exclude)
         log.info("weights from %s: %s", weights, report.summary())
 
-    train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes)
+    train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
     guard = NonFiniteLossGuard(tuple(model.LOSS_NAMES) + ("loss",))
     history: dict = {}
     done = state["epoch"] if state else 0
@@ -115,7 +118,10 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     return TrainResult(model=model, workdir=workdir, history=history, metrics=metrics)
 
 
-def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: DetectionDataset | None, num_classes: int):
+def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: DetectionDataset | None, num_classes: int,
+                    cluster: Cluster | None = None):
+    """Training and validation batches; under ``multi_worker`` each process reads its shard
+    (``cluster``, default: from ``TF_CONFIG``)."""
     t = cfg.train
     encoder = family.make_encoder(cfg, num_classes)
     size = cfg.model.image_size
@@ -124,7 +130,8 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
         use_multiprocessing=t.use_multiprocessing and t.workers > 0,
         max_queue_size=t.max_queue_size,
     )
-    shards = dict(num_shards=worker_count(), shard_index=worker_index()) if t.distribute == "multi_worker" else {}
+    cluster = cluster or Cluster.from_environment()
+    shards = dict(num_shards=cluster.workers, shard_index=cluster.index) if t.distribute == "multi_worker" else {}
     train_gen = DetectionBatches(
         train_set, build_pipeline(size, cfg.augment), encoder, t.batch_size,
         shuffle=True, seed=t.seed, steps_per_epoch=t.steps_per_epoch, with_masks=family.with_masks, **shards, **common,

@@ -6,7 +6,9 @@ Sources:
 - ``.h5``: the classic Keras by-name layout (``layer_names`` / ``weight_names`` attributes,
   optionally under ``model_weights/``), the layout the reference Keras Mask R-CNN, Faster
   R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
-- ``.weights``: Darknet files (see :mod:`detectlab.weights.darknet`).
+
+(:func:`detectlab.weights.formats.load_weights` picks the reader by file type; Darknet
+``.weights`` are read by :mod:`detectlab.weights.darknet`.)
 
 Layers matching ``exclude`` (a regex) are skipped, e.g. the class-specific heads when
 fine-tuning on another class set. A layer whose shapes differ is an error naming it.
@@ -15,7 +17,6 @@ fine-tuning on another class set. A layer whose shapes differ is an error naming
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -23,42 +24,7 @@ import numpy as np
 
 from detectlab.errors import WeightsError
 from detectlab.utils import atomic_path, named_layers
-
-
-@dataclass
-class LoadReport:
-    loaded: list[str] = field(default_factory=list)
-    excluded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # model layers with weights absent from the file
-    unused: list[str] = field(default_factory=list)  # file layers the model does not have
-
-    def summary(self) -> str:
-        parts = [f"loaded {len(self.loaded)} layers"]
-        if self.excluded:
-            parts.append(f"excluded {len(self.excluded)}")
-        if self.missing:
-            parts.append(f"{len(self.missing)} model layers not in the file (e.g. {self.missing[0]})")
-        if self.unused:
-            parts.append(f"{len(self.unused)} file layers not in the model (e.g. {self.unused[0]})")
-        return ", ".join(parts)
-
-
-def load_weights(model, path, exclude: str | None = None) -> LoadReport:
-    """Load ``path`` into ``model`` by layer name (Darknet files by layer order)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    if path.suffix == ".weights":
-        from detectlab.weights.darknet import load_darknet_weights
-
-        return load_darknet_weights(model, path)
-    if path.suffix == ".keras":
-        weights = read_keras_archive(path)
-    elif path.suffix in (".h5", ".hdf5"):
-        weights = read_h5(path)
-    else:
-        raise WeightsError(f"{path}: unknown weights format (expected .keras, .h5 or Darknet .weights)")
-    return assign(model, weights, str(path), exclude)
+from detectlab.weights.report import LoadReport
 
 
 def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: str | None = None) -> LoadReport:

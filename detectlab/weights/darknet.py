@@ -19,7 +19,7 @@ import numpy as np
 
 from detectlab.errors import WeightsError
 from detectlab.utils import named_layers
-from detectlab.weights.by_name import LoadReport
+from detectlab.weights.report import LoadReport
 
 _CONV = re.compile(r"(darknet|yolo)_conv_(\d+)$")
 _OUTPUT = re.compile(r"yolo_output_(\d+)$")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from detectlab.anchors import REFERENCE_RATIOS, anchor_shapes, grid_anchors
+from detectlab.anchor_grid import REFERENCE_RATIOS, anchor_shapes, grid_anchors
 from detectlab.box_coding import DeltaCoder
 from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
 

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from detectlab.anchors_fpn import anchors_per_level, pyramid_anchors  # noqa: E402
+from detectlab.anchor_pyramid import anchors_per_level, pyramid_anchors  # noqa: E402
 from detectlab.box_coding import DeltaCoder  # noqa: E402
 from detectlab.boxes import iou_matrix  # noqa: E402
 from detectlab.layers.detection_targets import DetectionTargets  # noqa: E402

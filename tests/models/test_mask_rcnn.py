@@ -18,7 +18,8 @@ from detectlab.data.transforms import Sample
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
 from detectlab.training.runner import train
-from detectlab.weights.by_name import load_weights, save_h5
+from detectlab.weights.by_name import save_h5
+from detectlab.weights.formats import load_weights
 
 RECIPE = "mask_rcnn_r50_instant.yaml"
 LOSSES = ["rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"]

@@ -3,7 +3,8 @@ import pytest
 
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
-from detectlab.weights.by_name import load_weights, read_h5, save_h5
+from detectlab.weights.by_name import read_h5, save_h5
+from detectlab.weights.formats import load_weights
 
 
 def build(tiny_cfg, classes=3):

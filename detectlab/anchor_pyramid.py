@@ -8,7 +8,7 @@ Grid size per level is ``ceil(image_size / stride)`` sampled every ``anchor_stri
 
 Cell centres: matterport puts the anchor of cell ``(i, j)`` at ``(i * stride, j * stride)``
 (``offset = 0``, the default, so RPN weights converted from matterport decode the same way);
-``offset = 0.5`` centres anchors on the cells like :func:`detectlab.anchors.grid_anchors`.
+``offset = 0.5`` centres anchors on the cells like :func:`detectlab.anchor_grid.grid_anchors`.
 Boxes are ``y1, x1, y2, x2``; normalised boxes are the pixel boxes divided by ``image_size``
 (matterport's ``norm_boxes`` divides by ``size - 1`` after shifting ``y2, x2`` by one pixel;
 we keep the framework's ``/ image_size`` convention).
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from detectlab.anchors import grid_anchors
+from detectlab.anchor_grid import grid_anchors
 
 FPN_STRIDES = (4, 8, 16, 32, 64)
 FPN_SCALES = (32, 64, 128, 256, 512)
@@ -35,7 +35,7 @@ def _cells(image_size: int, stride: int, anchor_stride: int) -> int:
 def level_anchors(image_size: int, stride: int, scale: float, ratios, anchor_stride: int = 1,
                   offset: float = 0.0) -> np.ndarray:
     """``(rows * cols * len(ratios), 4)`` pixel anchors of one level (row, col, ratio order):
-    :func:`detectlab.anchors.grid_anchors` with one scale and ``(w, h)`` = ``(sqrt r, 1 / sqrt r)``."""
+    :func:`detectlab.anchor_grid.grid_anchors` with one scale and ``(w, h)`` = ``(sqrt r, 1 / sqrt r)``."""
     cells = _cells(image_size, stride, anchor_stride)
     pairs = [(math.sqrt(r), 1.0 / math.sqrt(r)) for r in ratios]
     return grid_anchors((cells, cells), stride * anchor_stride, [scale], pairs, offset / anchor_stride)
