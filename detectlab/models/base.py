@@ -11,12 +11,14 @@ same name, so every term reaches the progress bar, History, CSV and TensorBoard.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import keras
 import tensorflow as tf
 
 from detectlab.errors import ConfigError
+from detectlab.models.family import NOT_SETTINGS, model_kwargs
 from detectlab.utils import named_layers
 
 L2_LOSS = "l2_loss"
@@ -41,11 +43,27 @@ def _reducible(logs: dict, strategy) -> dict:
 
 
 class DetectorModel(keras.Model):
-    """Base class. Subclasses set ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build the graph."""
+    """Base class. Subclasses set ``CONFIG``, ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build
+    the graph from the settings :meth:`split_settings` gives them."""
 
+    # the family's ``model`` dataclass: the one declaration of the model's settings, their
+    # defaults and their types (the recipe, the constructor and the saved config all use it)
+    CONFIG: type | None = None
     LOSS_NAMES: tuple[str, ...] = ()
     # preset name -> regex of the layers that train (matched against full layer names)
     LAYER_PRESETS: dict[str, str] = {"all": ".*"}
+
+    @classmethod
+    def split_settings(cls, kwargs: dict):
+        """``(settings, keras kwargs)``: the constructor's keyword arguments that are fields of
+        ``CONFIG`` (over its defaults), and the rest for ``keras.Model`` (``name``, ...)."""
+        fields = {f.name for f in dataclasses.fields(cls.CONFIG)} - set(NOT_SETTINGS)
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+        return cls.CONFIG(**given), kwargs
+
+    def _init_settings(self, settings, num_classes: int, **extra) -> None:
+        """What ``get_config`` saves: the class count, every setting and ``extra``."""
+        self.constructor_args = {"num_classes": int(num_classes), **model_kwargs(settings), **extra}
 
     def _init_classes(self, num_classes: int, class_names=None, category_ids=None) -> None:
         """Class metadata saved with the model: names and the dataset's category ids."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,9 +34,12 @@ class ModelFamily:
     with_masks: bool = False
 
 
-def model_kwargs(model_cfg, model_class) -> dict:
-    """The recipe's ``model`` fields that ``model_class.__init__`` takes, by name (``family``
-    and ``num_classes`` excluded: the builder resolves the class count)."""
-    params = inspect.signature(model_class.__init__).parameters
-    return {f.name: getattr(model_cfg, f.name) for f in dataclasses.fields(model_cfg)
-            if f.name in params and f.name not in ("family", "num_classes")}
+NOT_SETTINGS = ("family", "num_classes")  # the registry key, and what the builder resolves from the data
+
+
+def model_kwargs(model_cfg) -> dict:
+    """The recipe's ``model`` section as the model's keyword arguments: every field of its
+    dataclass but ``family`` and ``num_classes``. The dataclass is the one declaration of a
+    model's settings (:meth:`detectlab.models.base.DetectorModel.split_settings`)."""
+    return {f.name: copy.deepcopy(getattr(model_cfg, f.name)) for f in dataclasses.fields(model_cfg)
+            if f.name not in NOT_SETTINGS}

@@ -94,62 +94,37 @@ class FasterRCNN(DetectorModel):
         "rpn": r"rpn_.*",
     }
 
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "vgg16",
-        image_size: int = 800,
-        anchor_scales=(128.0, 256.0, 512.0),
-        anchor_ratios=REFERENCE_RATIOS,
-        rpn_regr_std: float = 4.0,
-        proposals_pre_nms: int = 6000,
-        proposals_nms: float = 0.7,
-        proposals: int = 300,
-        classifier_regr_std=(8.0, 8.0, 4.0, 4.0),
-        pool_size: int | None = None,
-        train_bn: bool = False,
-        dropout: float = 0.5,
-        imagenet_preprocessing: bool = True,
-        width: float = 1.0,
-        resnet_stages=None,
-        loss_weights: dict | None = None,
-        class_names=None,
-        category_ids=None,
-        **kwargs,
-    ):
-        resnet = backbone.startswith("resnet")
-        pool_size = int(pool_size or (14 if resnet else 7))
-        num_anchors = len(anchor_scales) * len(anchor_ratios)
-        images = keras.Input((image_size, image_size, 3), name="images")
+    CONFIG = FasterRCNNConfig
+
+    def __init__(self, num_classes: int, loss_weights: dict | None = None, class_names=None, category_ids=None,
+                 **kwargs):
+        """``kwargs``: any :class:`FasterRCNNConfig` field (its default otherwise), then
+        ``keras.Model``'s own (``name``, ...)."""
+        m, kwargs = self.split_settings(kwargs)
+        resnet = m.backbone.startswith("resnet")
+        pool_size = int(m.pool_size or (14 if resnet else 7))
+        num_anchors = len(m.anchor_scales) * len(m.anchor_ratios)
+        images = keras.Input((m.image_size, m.image_size, 3), name="images")
         rois = keras.Input((None, 4), name="rois")
-        x = ImageNormalization(IMAGENET_CAFFE_MEAN_RGB if imagenet_preprocessing else (127.5,) * 3,
-                               1.0 if imagenet_preprocessing else 127.5, bgr=imagenet_preprocessing,
+        x = ImageNormalization(IMAGENET_CAFFE_MEAN_RGB if m.imagenet_preprocessing else (127.5,) * 3,
+                               1.0 if m.imagenet_preprocessing else 127.5, bgr=m.imagenet_preprocessing,
                                name="image_normalization")(images)
-        body = BACKBONES.get(backbone)
-        features = body(x, width=width, train_bn=train_bn, stages=resnet_stages, stage5=False)["C4"]
-        rpn_scores, rpn_deltas = rpn_head(features, num_anchors, max(1, int(round(512 * width))))
+        body = BACKBONES.get(m.backbone)
+        features = body(x, width=m.width, train_bn=m.train_bn, stages=m.resnet_stages, stage5=False)["C4"]
+        rpn_scores, rpn_deltas = rpn_head(features, num_anchors, max(1, int(round(512 * m.width))))
         pooled = RoiAlign(pool_size, name="roi_pooling")(features, rois)
         if resnet:
-            head = resnet_classifier(pooled, rois, width, train_bn, blocks=(resnet_stages or [3])[-1])
+            head = resnet_classifier(pooled, rois, m.width, m.train_bn, blocks=(m.resnet_stages or [3])[-1])
         else:
-            head = vgg_classifier(pooled, rois, width, dropout)
+            head = vgg_classifier(pooled, rois, m.width, m.dropout)
         class_probs, class_deltas = box_outputs(head, num_classes)
         super().__init__(inputs=[images, rois], outputs=[rpn_scores, rpn_deltas, class_probs, class_deltas], **kwargs)
-        self.constructor_args = {
-            "num_classes": int(num_classes), "backbone": backbone, "image_size": int(image_size),
-            "anchor_scales": [float(s) for s in anchor_scales], "anchor_ratios": [[float(v) for v in r] for r in anchor_ratios],
-            "rpn_regr_std": float(rpn_regr_std), "proposals_pre_nms": int(proposals_pre_nms),
-            "proposals_nms": float(proposals_nms), "proposals": int(proposals),
-            "classifier_regr_std": [float(s) for s in classifier_regr_std], "pool_size": pool_size,
-            "train_bn": bool(train_bn), "dropout": float(dropout), "imagenet_preprocessing": bool(imagenet_preprocessing),
-            "width": float(width), "resnet_stages": list(resnet_stages) if resnet_stages else None,
-            "loss_weights": dict(loss_weights or {}),
-        }
+        self._init_settings(m, num_classes, loss_weights=dict(loss_weights or {}))
         self._init_classes(num_classes, class_names, category_ids)
         self._init_losses(loss_weights, track_l2=False)
-        self.rpn_coder, self.roi_coder = box_coders(rpn_regr_std, classifier_regr_std)
-        self.proposal_layer = RpnProposals(image_size, STRIDE, anchor_scales, anchor_ratios, self.rpn_coder,
-                                           proposals_pre_nms, proposals_nms, proposals, name="rpn_proposals")
+        self.rpn_coder, self.roi_coder = box_coders(m.rpn_regr_std, m.classifier_regr_std)
+        self.proposal_layer = RpnProposals(m.image_size, STRIDE, m.anchor_scales, m.anchor_ratios, self.rpn_coder,
+                                           m.proposals_pre_nms, m.proposals_nms, m.proposals, name="rpn_proposals")
         head = keras.Model([features, rois], [class_probs, class_deltas], name="classifier_head")
         self.graph_parts = _Graph(images=images, rois=rois, features=features, rpn_scores=rpn_scores,
                                   rpn_deltas=rpn_deltas, class_probs=class_probs, class_deltas=class_deltas,
@@ -173,7 +148,7 @@ def build_faster_rcnn(cfg: Config, num_classes: int, class_weights=None, classes
     if class_weights is not None:
         raise ConfigError("loss.class_weights: not supported for faster_rcnn (its classifier samples balanced ROIs)")
     names, ids = classes or (None, None)
-    return FasterRCNN(num_classes=num_classes, **model_kwargs(m, FasterRCNN), loss_weights=cfg.loss.weights,
+    return FasterRCNN(num_classes=num_classes, **model_kwargs(m), loss_weights=cfg.loss.weights,
                       class_names=names, category_ids=ids, name=f"faster_rcnn_{m.backbone}")
 
 

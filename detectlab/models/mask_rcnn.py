@@ -91,42 +91,40 @@ class MaskRCNN(DetectorModel):
         "all": ".*",
     }
 
-    def __init__(self, num_classes: int, backbone: str = "resnet101", image_size: int = 1024, width: float = 1.0,
-                 resnet_stages=None, train_bn: bool = False, fpn_channels: int = 256, anchor_scales=FPN_SCALES,
-                 anchor_ratios=FPN_RATIOS, anchor_stride: int = 1, rpn_bbox_std=BBOX_STD, bbox_std=BBOX_STD,
-                 proposals_pre_nms: int = 6000,
-                 proposals_nms: float = 0.7, proposals_training: int = 2000, proposals_inference: int = 1000,
-                 train_rois: int = 200, roi_positive_ratio: float = 0.33, add_gt_as_proposals: bool = False,
-                 mini_mask: int = 56, pool_size: int = 7, mask_pool_size: int = 14, fc_size: int = 1024,
-                 weight_decay: float = 1e-4, max_boxes: int = 100, loss_weights: dict | None = None,
-                 class_names=None, category_ids=None, **kwargs):
-        num_anchors = sum(anchors_per_level(image_size, FPN_STRIDES, len(anchor_ratios), anchor_stride))
+    CONFIG = MaskRCNNConfig
+
+    def __init__(self, num_classes: int, max_boxes: int = 100, loss_weights: dict | None = None, class_names=None,
+                 category_ids=None, **kwargs):
+        """``kwargs``: any :class:`MaskRCNNConfig` field (its default otherwise), then
+        ``keras.Model``'s own (``name``, ...); ``max_boxes``: ground-truth slots per image."""
+        m, kwargs = self.split_settings(kwargs)
+        num_anchors = sum(anchors_per_level(m.image_size, FPN_STRIDES, len(m.anchor_ratios), m.anchor_stride))
         inputs = {
-            "images": keras.Input((image_size, image_size, 3), name="images"),
+            "images": keras.Input((m.image_size, m.image_size, 3), name="images"),
             "gt_class_ids": keras.Input((max_boxes,), dtype="int32", name="gt_class_ids"),
             "gt_boxes": keras.Input((max_boxes, 4), name="gt_boxes"),
-            "gt_masks": keras.Input((max_boxes, mini_mask, mini_mask), dtype="uint8", name="gt_masks"),
+            "gt_masks": keras.Input((max_boxes, m.mini_mask, m.mini_mask), dtype="uint8", name="gt_masks"),
             "rpn_match": keras.Input((num_anchors,), dtype="int32", name="rpn_match"),
             "rpn_bbox": keras.Input((num_anchors, 4), name="rpn_bbox"),
         }
         x = ImageNormalization(MASK_RCNN_MEAN_RGB, 1.0, name="image_normalization")(inputs["images"])
-        features = BACKBONES.get(backbone)(x, width=width, train_bn=train_bn, stages=resnet_stages)
-        pyramid = fpn(features, fpn_channels)
-        rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(anchor_ratios), 2 * fpn_channels)
-        self.rpn_coder, self.box_coder = box_coders(rpn_bbox_std, bbox_std)
-        proposal_layer = FpnProposals(image_size, FPN_STRIDES, anchor_scales, anchor_ratios, anchor_stride,
-                                      coder=self.rpn_coder, pre_nms=proposals_pre_nms, nms_threshold=proposals_nms,
-                                      proposals_training=proposals_training, proposals_inference=proposals_inference,
+        features = BACKBONES.get(m.backbone)(x, width=m.width, train_bn=m.train_bn, stages=m.resnet_stages)
+        pyramid = fpn(features, m.fpn_channels)
+        rpn_logits, rpn_probs, rpn_deltas = rpn_head(pyramid, len(m.anchor_ratios), 2 * m.fpn_channels)
+        self.rpn_coder, self.box_coder = box_coders(m.rpn_bbox_std, m.bbox_std)
+        proposal_layer = FpnProposals(m.image_size, FPN_STRIDES, m.anchor_scales, m.anchor_ratios, m.anchor_stride,
+                                      coder=self.rpn_coder, pre_nms=m.proposals_pre_nms, nms_threshold=m.proposals_nms,
+                                      proposals_training=m.proposals_training, proposals_inference=m.proposals_inference,
                                       name="proposals")
         proposals, _ = proposal_layer(rpn_probs[..., 1], rpn_deltas, training=True)
-        targets = DetectionTargets(train_rois, roi_positive_ratio, coder=self.box_coder, mask_size=2 * mask_pool_size,
-                                   add_gt_as_proposals=add_gt_as_proposals, name="detection_targets")
+        targets = DetectionTargets(m.train_rois, m.roi_positive_ratio, coder=self.box_coder, mask_size=2 * m.mask_pool_size,
+                                   add_gt_as_proposals=m.add_gt_as_proposals, name="detection_targets")
         rois, target_ids, target_deltas, target_masks = targets(
             proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
-        class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, image_size, pool_size, fc_size, train_bn)
+        class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, m.image_size, m.pool_size, m.fc_size, m.train_bn)
         positives = targets.max_positives
         mask_rois = LeadingRois(positives, name="positive_rois")(rois)
-        masks = mask_head(mask_rois, pyramid, num_classes, image_size, mask_pool_size, train_bn, fpn_channels)
+        masks = mask_head(mask_rois, pyramid, num_classes, m.image_size, m.mask_pool_size, m.train_bn, m.fpn_channels)
         outputs = {
             "rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas,
             "target_class_ids": target_ids, "target_deltas": target_deltas,
@@ -135,19 +133,7 @@ class MaskRCNN(DetectorModel):
             "mrcnn_class_logits": class_logits, "mrcnn_bbox": deltas, "mrcnn_mask": masks,
         }
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.constructor_args = {
-            "num_classes": int(num_classes), "backbone": backbone, "image_size": int(image_size), "width": float(width),
-            "resnet_stages": list(resnet_stages) if resnet_stages else None, "train_bn": bool(train_bn),
-            "fpn_channels": int(fpn_channels), "anchor_scales": [float(s) for s in anchor_scales],
-            "anchor_ratios": [float(r) for r in anchor_ratios], "anchor_stride": int(anchor_stride),
-            "rpn_bbox_std": [float(s) for s in rpn_bbox_std], "bbox_std": [float(s) for s in bbox_std],
-            "proposals_pre_nms": int(proposals_pre_nms), "proposals_nms": float(proposals_nms),
-            "proposals_training": int(proposals_training), "proposals_inference": int(proposals_inference),
-            "train_rois": int(train_rois), "roi_positive_ratio": float(roi_positive_ratio),
-            "add_gt_as_proposals": bool(add_gt_as_proposals), "mini_mask": int(mini_mask), "pool_size": int(pool_size),
-            "mask_pool_size": int(mask_pool_size), "fc_size": int(fc_size), "weight_decay": float(weight_decay),
-            "max_boxes": int(max_boxes), "loss_weights": dict(loss_weights or {}),
-        }
+        self._init_settings(m, num_classes, max_boxes=int(max_boxes), loss_weights=dict(loss_weights or {}))
         self._init_classes(num_classes, class_names, category_ids)
         self._init_losses(loss_weights)
         self.proposal_layer = proposal_layer
@@ -194,7 +180,7 @@ def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=N
     if class_weights is not None:
         raise ConfigError("loss.class_weights: not supported for mask_rcnn (its heads sample balanced ROIs)")
     names, ids = classes or (None, None)
-    return MaskRCNN(num_classes=num_classes, **model_kwargs(m, MaskRCNN), max_boxes=cfg.data.max_boxes,
+    return MaskRCNN(num_classes=num_classes, **model_kwargs(m), max_boxes=cfg.data.max_boxes,
                     loss_weights=cfg.loss.weights, class_names=names, category_ids=ids, name=f"mask_rcnn_{m.backbone}")
 
 

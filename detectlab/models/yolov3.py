@@ -21,7 +21,7 @@ from detectlab.layers.nms import PerClassNMS
 from detectlab.layers.yolo import YoloDecode
 from detectlab.losses.yolo import YOLO_LOSS_NAMES, YoloLoss
 from detectlab.models.base import DetectorModel
-from detectlab.models.family import ModelFamily
+from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, MODELS
 
 # Reference anchors (w, h in pixels at 416) and which output uses which anchors.
@@ -52,48 +52,29 @@ class YoloV3(DetectorModel):
     LOSS_NAMES = YOLO_LOSS_NAMES
     LAYER_PRESETS = {"all": ".*", "heads": r"yolo_.*", "outputs": r"yolo_output_.*"}
 
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "darknet53",
-        anchors=None,
-        anchor_masks=None,
-        ignore_thresh: float = 0.5,
-        width: float = 1.0,
-        darknet_blocks=(1, 2, 8, 8, 4),
-        l2: float = 5e-4,
-        image_size: int | None = None,
-        loss_weights: dict | None = None,
-        class_weights=None,
-        class_names=None,
-        category_ids=None,
-        **kwargs,
-    ):
-        anchors = [list(map(float, a)) for a in (anchors or YOLOV3_ANCHORS)]
-        anchor_masks = [list(map(int, m)) for m in (anchor_masks or YOLOV3_MASKS)]
-        images = keras.Input((image_size, image_size, 3), name="images")
+    CONFIG = YoloConfig
+
+    def __init__(self, num_classes: int, loss_weights: dict | None = None, class_weights=None, class_names=None,
+                 category_ids=None, **kwargs):
+        """``kwargs``: any :class:`YoloConfig` field (its default otherwise), then
+        ``keras.Model``'s own (``name``, ...). The input takes any size that is a multiple of
+        32; ``image_size`` is the size it trains and predicts at."""
+        m, kwargs = self.split_settings(kwargs)
+        images = keras.Input((None, None, 3), name="images")
         x = keras.layers.Rescaling(1.0 / 255, name="image_scale")(images)
-        builder = DarknetLayers(l2)
-        body = BACKBONES.get(backbone)
-        features = body(x, builder, width, darknet_blocks) if backbone == "darknet53" else body(x, builder, width)
-        outputs = HEADS[backbone](features, builder, [len(m) for m in anchor_masks], num_classes, width)
+        builder = DarknetLayers(m.l2)
+        body = BACKBONES.get(m.backbone)
+        if m.backbone == "darknet53":
+            features = body(x, builder, m.width, m.darknet_blocks)
+        else:
+            features = body(x, builder, m.width)
+        outputs = HEADS[m.backbone](features, builder, [len(mask) for mask in m.anchor_masks], num_classes, m.width)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
-        self.constructor_args = {
-            "num_classes": int(num_classes),
-            "backbone": backbone,
-            "anchors": anchors,
-            "anchor_masks": anchor_masks,
-            "ignore_thresh": float(ignore_thresh),
-            "width": float(width),
-            "darknet_blocks": list(darknet_blocks),
-            "l2": float(l2),
-            "image_size": image_size,
-            "loss_weights": dict(loss_weights or {}),
-            "class_weights": None if class_weights is None else [float(w) for w in class_weights],
-        }
+        self._init_settings(m, num_classes, loss_weights=dict(loss_weights or {}),
+                            class_weights=None if class_weights is None else [float(w) for w in class_weights])
         self._init_classes(num_classes, class_names, category_ids)
         self._init_losses(loss_weights)
-        self.yolo_loss = YoloLoss(anchors, anchor_masks, num_classes, ignore_thresh, class_weights)
+        self.yolo_loss = YoloLoss(m.anchors, m.anchor_masks, num_classes, m.ignore_thresh, class_weights)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return self.total_loss(self.yolo_loss(y, y_pred))
@@ -126,21 +107,8 @@ def build_yolov3(cfg: Config, num_classes: int, class_weights=None, classes=None
     """``classes``: the training data's ``(class names, category ids)``, saved with the model."""
     m: YoloConfig = cfg.model
     names, ids = classes or (None, None)
-    return YoloV3(
-        num_classes=num_classes,
-        backbone=m.backbone,
-        anchors=m.anchors,
-        anchor_masks=m.anchor_masks,
-        ignore_thresh=m.ignore_thresh,
-        width=m.width,
-        darknet_blocks=m.darknet_blocks,
-        l2=m.l2,
-        loss_weights=cfg.loss.weights,
-        class_weights=class_weights,
-        class_names=names,
-        category_ids=ids,
-        name="yolov3" if m.backbone == "darknet53" else "yolov3_tiny",
-    )
+    return YoloV3(num_classes=num_classes, **model_kwargs(m), loss_weights=cfg.loss.weights, class_weights=class_weights,
+                  class_names=names, category_ids=ids, name="yolov3" if m.backbone == "darknet53" else "yolov3_tiny")
 
 
 def yolo_encoder(cfg: Config, num_classes: int) -> YoloTargetEncoder:
