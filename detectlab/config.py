@@ -52,7 +52,7 @@ class DataConfig:
 
     train: str = "shapes"
     val: str | None = "shapes"
-    format: Literal["auto", "coco", "voc", "csv", "via"] = "auto"  # auto: from the path/contents
+    format: Literal["auto", "coco", "voc", "csv", "via", "yolo", "labelme", "cvat"] = "auto"  # auto: from the path/contents
     train_split: str | None = None  # VOC ImageSets split of `train` (e.g. trainval)
     val_split: str | None = None  # VOC split of `val` (e.g. test)
     classes: list[str] | None = None  # class order for VOC/CSV/VIA (default: sorted names)
