@@ -101,10 +101,3 @@ def _decoded_size(path: str, where: str) -> tuple[int, int]:
         raise DataError(f"{where}: cannot decode image (corrupt or not an image): {path}")
     return int(image.shape[1]), int(image.shape[0])
 
-
-def exif_app1(orientation: int) -> bytes:
-    """A minimal JPEG APP1 EXIF segment holding only ``orientation`` (for writing test files)."""
-    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
-    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
-    payload = b"Exif\x00\x00" + tiff
-    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
