@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from detectlab.data.coco import load_coco
 from tests.conftest import ENV, INSTANT, ROOT, tool
