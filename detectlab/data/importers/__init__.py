@@ -1,10 +1,11 @@
 """Importers of other annotation formats, each producing a COCO instances dict.
 
-Every format module has ``read_<format>(...) -> dict`` (a COCO instances dict whose
-``file_name`` entries are absolute image paths) and a registered
-``load_<format>(path, images_dir=None, include_empty_images=True, invalid_boxes="error", ...)``
-that hands the dict to :func:`detectlab.data.coco.load_coco`, so every box is validated the
-same way as COCO's. Output conventions (COCO's): ``bbox`` is ``[x, y, w, h]`` in pixels with
+Every format module has ``read_<format>(path, ..., classes=None, images_dir=None) -> dict`` (a
+COCO instances dict whose ``file_name`` entries are absolute image paths) and a registered
+``load_<format>(path, images_dir=None, include_empty_images=True, invalid_boxes="error",
+**options)`` (made by :func:`register_loader`) that hands the dict to
+:func:`detectlab.data.coco.load_coco`, so every box is validated the same way as COCO's.
+Output conventions (COCO's): ``bbox`` is ``[x, y, w, h]`` in pixels with
 the box covering ``[x, x + w) x [y, y + h)``; category ids are ``1..K`` in the order of the
 ``classes`` argument, else sorted by name; image and annotation ids count from 1 in file order.
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from detectlab.data.image_header import image_size  # noqa: F401  (re-exported for the importers)
 from detectlab.errors import DataError
+from detectlab.registry import DATASET_FORMATS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ELLIPSE_POINTS = 32
@@ -134,3 +136,17 @@ def parse_xml(path: Path) -> ET.Element:
         line, column = exc.position
         reason = re.sub(r": line \d+, column \d+$", "", str(exc))
         raise DataError(f"{path}: line {line} column {column + 1}: invalid XML ({reason})") from None
+
+
+def register_loader(name: str, read):
+    """Register and return ``load_<name>``: ``read(path, images_dir=..., **options)`` handed to
+    ``load_coco`` (``options``: the reader's keywords, e.g. ``classes``, ``split``)."""
+    from detectlab.data.coco import load_coco
+
+    def load(path, images_dir=None, include_empty_images: bool = True, invalid_boxes: str = "error", **options):
+        data = read(path, images_dir=images_dir, **options)
+        return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+
+    load.__name__ = load.__qualname__ = f"load_{name}"
+    load.__doc__ = f"``{read.__name__}(path, ...)`` as a validated :class:`DetectionDataset`."
+    return DATASET_FORMATS.register(name, load)

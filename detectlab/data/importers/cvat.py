@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import check_size, coco_dict, ellipse_polygon, image_size, number, parse_xml, polygon_fields
-from detectlab.data.records import DetectionDataset
+from detectlab.data.importers import (
+    check_size, coco_dict, ellipse_polygon, image_size, number, parse_xml, polygon_fields, register_loader,
+)
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 from detectlab.utils import log
 
 SHAPES = ("box", "polygon", "ellipse")
@@ -78,18 +77,7 @@ def read_cvat(path: str | os.PathLike, classes=None, images_dir: str | os.PathLi
     return coco_dict(images, annotations, classes, path)
 
 
-@DATASET_FORMATS.register("cvat")
-def load_cvat(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    classes=None,
-) -> DetectionDataset:
-    """A CVAT XML file as a :class:`DetectionDataset` (validated by ``load_coco``)."""
-    data = read_cvat(path, classes, images_dir)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_cvat = register_loader("cvat", read_cvat)
 
 
 def _image_path(xml_path: Path, name: str, images_dir) -> str:

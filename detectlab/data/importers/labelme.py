@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import check_size, coco_dict, ellipse_polygon, image_size, polygon_fields
-from detectlab.data.records import DetectionDataset
+from detectlab.data.importers import (
+    check_size, coco_dict, ellipse_polygon, image_size, polygon_fields, register_loader,
+)
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 from detectlab.utils import log
 
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points", "mask")
@@ -83,18 +82,7 @@ def read_labelme(path: str | os.PathLike, classes=None, images_dir: str | os.Pat
     return coco_dict(images, annotations, classes, path)
 
 
-@DATASET_FORMATS.register("labelme")
-def load_labelme(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    classes=None,
-) -> DetectionDataset:
-    """A LabelMe folder as a :class:`DetectionDataset` with masks (validated by ``load_coco``)."""
-    data = read_labelme(path, classes, images_dir)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_labelme = register_loader("labelme", read_labelme)
 
 
 def _read_json(path: Path) -> dict:

@@ -23,11 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import coco_dict, ellipse_polygon, image_size, polygon_fields
-from detectlab.data.records import DetectionDataset
+from detectlab.data.importers import coco_dict, ellipse_polygon, image_size, polygon_fields, register_loader
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 from detectlab.utils import log
 
 FALLBACK_CLASS = "object"
@@ -87,20 +84,7 @@ def read_via(
     return coco_dict(images, annotations, classes, path)
 
 
-@DATASET_FORMATS.register("via")
-def load_via(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    classes=None,
-    class_attribute: str | None = None,
-    default_class: str | None = None,
-) -> DetectionDataset:
-    """A VIA JSON file as a :class:`DetectionDataset` with masks (validated by ``load_coco``)."""
-    data = read_via(path, classes, images_dir, class_attribute, default_class)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_via = register_loader("via", read_via)
 
 
 def _read_json(path: Path) -> dict:

@@ -21,11 +21,9 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import IMAGE_SUFFIXES, coco_dict, image_size, number, parse_xml
+from detectlab.data.importers import IMAGE_SUFFIXES, coco_dict, image_size, number, parse_xml, register_loader
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 from detectlab.utils import log
 
 SPLITS = ("train", "val", "trainval", "test")
@@ -82,20 +80,7 @@ def voc_folders(root, images_dir, annotations_dir) -> tuple[Path, Path]:
     return annotations_dir, images_dir
 
 
-@DATASET_FORMATS.register("voc")
-def load_voc(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    split: str | None = None,
-    classes=None,
-    annotations_dir: str | os.PathLike | None = None,
-) -> DetectionDataset:
-    """A VOC dataset as a :class:`DetectionDataset` (boxes validated by ``load_coco``)."""
-    data = read_voc(path, split, classes, images_dir, annotations_dir)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_voc = register_loader("voc", read_voc)
 
 
 def _annotation_files(root: Path, annotations_dir: Path, split: str | None) -> list[Path]:

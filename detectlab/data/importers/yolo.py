@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import IMAGE_SUFFIXES, coco_dict, image_size, number, parse_classes, polygon_fields
+from detectlab.data.importers import (
+    IMAGE_SUFFIXES, coco_dict, image_size, number, parse_classes, polygon_fields, register_loader,
+)
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 from detectlab.utils import log
 
 NAME_FILES = ("classes.txt", "obj.names")
@@ -76,19 +76,7 @@ def read_yolo(
     return coco_dict(out_images, annotations, names, path)
 
 
-@DATASET_FORMATS.register("yolo")
-def load_yolo(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    split: str | None = None,
-    classes=None,
-) -> DetectionDataset:
-    """A YOLO dataset as a :class:`DetectionDataset` (boxes validated by ``load_coco``)."""
-    data = read_yolo(path, split, classes, images_dir)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_yolo = register_loader("yolo", read_yolo)
 
 
 def label_file(image_path: Path) -> Path:
