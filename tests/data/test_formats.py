@@ -397,3 +397,18 @@ def test_split_is_stratified_disjoint_and_seeded(tmp_path):
     assert split_coco(data, 0.25, seed=0) == (train, val) and split_coco(data, 0.25, seed=1) != (train, val)
     with pytest.raises(DataError, match=r"^val ratio must be between 0 and 1, got 1\.5$"):
         split_coco(data, 1.5)
+
+
+def test_detect_format_of_each_input(tmp_path):
+    from detectlab.data.loading import detect_format
+
+    assert detect_format(write_yolo_dataset(tmp_path / "y")) == "yolo"
+    assert detect_format(tmp_path / "y") == "yolo"  # images/ + labels/
+    assert detect_format(write_labelme(tmp_path / "lm")) == "labelme"
+    assert detect_format(tmp_path / "lm/json/a.json") == "labelme"
+    assert detect_format(write_cvat(tmp_path / "c")) == "cvat"
+    assert detect_format(write_flat_voc(tmp_path / "v")) == "voc"
+    assert detect_format(coco_fixture(tmp_path)) == "coco"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: a folder, but not VOC \(Annotations/\), YOLO \(labels/\) or LabelMe \(\*\.json\)$"):
+        detect_format(tmp_path / "empty")
