@@ -52,6 +52,10 @@ def test_header_sizes_match_decoded_sizes_and_exif_orientation(tmp_path):
     assert image_size(tmp_path / "flip.jpg") == (40, 20)
     decoded = cv2.imread(str(tmp_path / "rot.jpg"))  # OpenCV's default applies the orientation too
     assert decoded.shape[:2] == (40, 20)
+    # the header is enough: a JPEG cut after its frame header still has a size (no decoding)
+    whole = (tmp_path / "rot.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: whole.index(b"\xff\xc4")])  # up to the Huffman tables
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is None and image_size(tmp_path / "cut.jpg") == (20, 40)
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"^here: cannot decode image \(corrupt or not an image\): .*bad\.jpg$"):
         image_size(tmp_path / "bad.jpg", "here")

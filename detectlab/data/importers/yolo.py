@@ -136,14 +136,16 @@ def _from_yaml(path: Path, split: str) -> tuple[list[Path], list[str]]:
 
 
 def _list_file(path: Path) -> list[Path]:
-    """Image paths listed one per line; relative ones are relative to the list file's folder."""
+    """Image paths listed one per line; relative ones are relative to the list file's folder,
+    else to the current folder (Darknet's ``data/obj/x.jpg`` lines)."""
     images = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        image_path = (path.parent / line.strip()).resolve()
-        if not image_path.is_file():
-            raise DataError(f"{path}:{lineno}: image not found: {image_path}")
+        candidates = [(path.parent / line.strip()).resolve(), Path(line.strip()).resolve()]
+        image_path = next((c for c in candidates if c.is_file()), None)
+        if image_path is None:
+            raise DataError(f"{path}:{lineno}: image not found: {candidates[0]}")
         images.append(image_path)
     return images
 
