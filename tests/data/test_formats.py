@@ -380,7 +380,7 @@ def test_coco_to_voc_to_coco_keeps_boxes(tmp_path):
     original = load_coco(coco_fixture(tmp_path))
     out = write_voc(original, tmp_path / "voc", "train")
     assert (tmp_path / "voc/ImageSets/Main/train.txt").read_text() == "p\nq\nr\n"
-    back = load_coco(read_voc(tmp_path / "voc", "train", images_dir=tmp_path), source="back")
+    back = load_coco(read_voc(tmp_path / "voc", "train"), source="back")  # images found from <path>
     assert out == tmp_path / "voc/Annotations" and back.class_names == ["cat", "dog"]
     for a, b in zip(original, back):
         np.testing.assert_array_equal(a.class_ids, b.class_ids)

@@ -4,8 +4,8 @@ A VOC year folder holds ``Annotations/<id>.xml``, ``JPEGImages/`` and
 ``ImageSets/Main/<split>.txt`` (one image id per line). Other layouts work too: flat
 ``annotations/`` + ``images/`` folders beside each other, or any ``annotations_dir`` and
 ``images_dir``. An image is ``<images>/<filename>``, else the image with the XML's stem
-(tools often write a stale ``filename``). Its size is read from the file; an XML ``<size>``
-that disagrees is counted in the log (the file wins). VOC box corners are 1-based
+(tools often write a stale ``filename``), else the XML's ``<path>``. Its size is read from
+the file; an XML ``<size>`` that disagrees is counted in the log (the file wins). VOC box corners are 1-based
 *inclusive* pixel indices, so ``xmin=1, xmax=10`` covers the first ten pixel columns; in
 COCO's 0-based, end-exclusive ``[x, y, w, h]`` that box is
 ``[xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]``. Each annotation keeps VOC's
@@ -107,7 +107,7 @@ def _parse(xml_path: Path, image_root: Path) -> tuple[dict, list[dict], tuple[in
     """The image entry, its objects and the XML's declared ``(width, height)`` (None if absent)."""
     node = parse_xml(xml_path)
     filename = (node.findtext("filename") or "").strip()
-    file_name = _find_image(image_root, filename, xml_path.stem)
+    file_name = _find_image(image_root, filename, xml_path.stem, (node.findtext("path") or "").strip())
     declared = tuple(int(_number(node, f"size/{key}", str(xml_path), default=0)) for key in ("width", "height"))
     width, height = image_size(file_name, str(xml_path))
     objects = []
@@ -130,10 +130,12 @@ def _parse(xml_path: Path, image_root: Path) -> tuple[dict, list[dict], tuple[in
     return image, objects, declared if all(declared) else None
 
 
-def _find_image(image_root: Path, filename: str, stem: str) -> str:
-    """``image_root/filename`` if it exists, else ``image_root/<stem>.<suffix>``."""
+def _find_image(image_root: Path, filename: str, stem: str, path: str) -> str:
+    """``image_root/filename`` if it exists, else ``image_root/<stem>.<suffix>``, else the
+    XML's ``<path>`` (labelImg and :func:`write_voc` write the absolute path there)."""
     candidates = [image_root / filename] if filename else []
     candidates += [image_root / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES + (".JPG", ".PNG", ".JPEG")]
+    candidates += [Path(path)] if path else []
     for candidate in candidates:
         if candidate.is_file():
             return os.path.abspath(candidate)
@@ -156,7 +158,8 @@ def write_voc(dataset: DetectionDataset, out_dir: str | os.PathLike, split: str 
 
     Corners are rounded to whole pixels and written 1-based inclusive (``xmin = round(x) + 1``,
     ``xmax = round(x + w)``); ``difficult`` is kept; crowd regions are left out (logged).
-    Images are not copied: read them back with ``--annotations OUT/Annotations --images DIR``.
+    Images are not copied: ``<path>`` holds each image's absolute path, which the reader uses
+    when ``--images`` does not hold the image.
     """
     out_dir = Path(out_dir)
     annotations_dir = out_dir / "Annotations"
@@ -185,6 +188,7 @@ def write_voc(dataset: DetectionDataset, out_dir: str | os.PathLike, split: str 
         (annotations_dir / f"{stem}.xml").write_text(
             f"<annotation>\n  <folder>{escape(Path(record.path).parent.name)}</folder>\n"
             f"  <filename>{escape(Path(record.path).name)}</filename>\n"
+            f"  <path>{escape(os.path.abspath(record.path))}</path>\n"
             f"  <size><width>{record.width}</width><height>{record.height}</height><depth>3</depth></size>\n"
             f"  <segmented>0</segmented>\n{''.join(objects)}</annotation>\n"
         )
