@@ -122,6 +122,7 @@ def test_yolo_boxes_segments_empty_and_missing_label_files(tmp_path, caplog, nam
     assert triangle["category_id"] == 2
     assert triangle["area"] == mask_utils.area(mask_utils.frPyObjects(triangle["segmentation"], 32, 64))[0]
 
+    assert read_yolo(tmp_path) == data  # the folder holding data.yaml reads it
     val = load_yolo(data_yaml, split="val")
     np.testing.assert_allclose(val[0].boxes, [[12, 8, 20, 24]])
     np.testing.assert_array_equal(val[0].class_ids, [1])

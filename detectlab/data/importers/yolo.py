@@ -11,10 +11,10 @@ as one too (counted in the log). A label file is found by replacing the last ``i
 folder of the image's path with ``labels`` (Ultralytics), else next to the image (Darknet).
 
 The dataset is a ``data.yaml`` (``path``, ``train``/``val``: folders, list files or lists of
-them, relative to ``path`` or the YAML's folder; ``names``: a list or ``{id: name}``), or a
-folder holding ``images/`` (+ ``labels/``), or images and labels side by side; class names
-then come from ``classes``, ``classes.txt`` / ``obj.names`` in the folder, else ``"0"``,
-``"1"``, ... (logged).
+them, relative to ``path`` or the YAML's folder; ``names``: a list or ``{id: name}``; a folder
+holding ``data.yaml`` means that file), or a folder holding ``images/`` (+ ``labels/``), or
+images and labels side by side; class names then come from ``classes``, ``classes.txt`` /
+``obj.names`` in the folder, else ``"0"``, ``"1"``, ... (logged).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def read_yolo(
     """The images of a YOLO dataset as a COCO dict (``split``: a ``data.yaml`` key, default
     ``train``; for a folder, ``images/<split>/`` when it exists, else every image)."""
     path = Path(path)
+    if path.is_dir() and images_dir is None and (path / "data.yaml").is_file():
+        path = path / "data.yaml"  # a dataset folder as Ultralytics ships it
     if path.is_file():
         images, names = _from_yaml(path, split or "train")
     elif path.is_dir():
