@@ -1,75 +1,133 @@
 #!/usr/bin/env python
-"""Convert Pascal VOC, simple CSV or VIA annotations to a COCO instances JSON.
+"""Convert annotations between COCO JSON and the formats users arrive with.
 
-    python datasets/convert.py --from voc --to coco --input VOCdevkit/VOC2007 --split trainval --out voc07.json
-    python datasets/convert.py --from csv --to coco --input annotations.csv --out train.json --classes cat,dog
-    python datasets/convert.py --from via --to coco --input balloon/train/via_region_data.json --out train.json --default-class balloon
+    python datasets/convert.py --from yolo --input data.yaml --split val --out val.json
+    python datasets/convert.py --from yolo --input dataset/ --out all.json --val-ratio 0.2 --seed 0
+    python datasets/convert.py --from labelme --input labelme_folder/ --out train.json
+    python datasets/convert.py --from cvat --input annotations.xml --images images/ --out train.json
+    python datasets/convert.py --from voc --input VOCdevkit/VOC2007 --split trainval --out voc07.json
+    python datasets/convert.py --from voc --annotations annotations/ --images images/ --out all.json --val-ratio 0.2
+    python datasets/convert.py --from csv --input annotations.csv --out train.json --classes cat,dog
+    python datasets/convert.py --from via --input balloon/train/via_region_data.json --out train.json --default-class balloon
+    python datasets/convert.py --from coco --to yolo --input train.json --out yolo_dataset/ --split train
+    python datasets/convert.py --from coco --to voc --input train.json --out voc_dataset/
 
-Images stay where they are: ``file_name`` is written relative to the output file's folder,
-so ``tools/train.py --data OUT.json`` finds them without ``--images``.
+COCO output: images stay where they are (``file_name`` is relative to the output file's
+folder, so ``tools/train.py --data OUT.json`` finds them). With ``--val-ratio`` the output is
+split (stratified by class) into ``OUT_train.json`` and ``OUT_val.json`` (or the ``train`` and
+``val`` splits of a YOLO / VOC output folder). ``--help`` and flag errors do not load TensorFlow.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectlab.cli import ArgumentParser, run  # noqa: E402
+from _args import ArgumentParser  # noqa: E402  (datasets/_args.py: no TensorFlow)
 
-FORMATS = ("voc", "csv", "via")
+SOURCES = ("coco", "yolo", "labelme", "cvat", "voc", "csv", "via")
+TARGETS = ("coco", "yolo", "voc")
 
 
-def main() -> int:
-    p = ArgumentParser(description="annotations in another format -> COCO JSON", prog="convert.py")
-    p.add_argument("--from", dest="source_format", required=True, choices=FORMATS, help="input format")
-    p.add_argument("--to", dest="target_format", default="coco", choices=("coco",), help="output format")
-    p.add_argument("--input", required=True, help="VOC year folder, CSV file or VIA JSON file")
-    p.add_argument("--out", required=True, help="output COCO JSON file")
-    p.add_argument("--split", help="VOC split: train, val, trainval or test (default: every Annotations/*.xml)")
+def parse_args(argv=None) -> argparse.Namespace:
+    p = ArgumentParser(description="annotations in one format -> another (COCO JSON in the middle)", prog="convert.py")
+    p.add_argument("--from", dest="source_format", required=True, choices=SOURCES, help="input format")
+    p.add_argument("--to", dest="target_format", default="coco", choices=TARGETS, help="output format (default coco)")
+    p.add_argument("--input", help="COCO/VIA JSON, YOLO data.yaml or folder, LabelMe folder, CVAT XML, VOC folder, CSV")
+    p.add_argument("--out", required=True, help="output COCO JSON file (--to coco) or folder (--to yolo|voc)")
+    p.add_argument("--split", help="split to read (VOC ImageSets name, YOLO data.yaml key or images/ subfolder); "
+                                   "for --to yolo|voc the name of the split written (default train)")
     p.add_argument("--classes", help="comma-separated class names, in category id order (default: sorted names)")
-    p.add_argument("--images", help="image folder (default: VOC JPEGImages/, or the input file's folder)")
+    p.add_argument("--images", help="image folder (default: found from the input)")
+    p.add_argument("--annotations", help="VOC: folder of .xml files (any layout)")
+    p.add_argument("--val-ratio", type=float, help="split into train and val with this fraction of images in val")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --val-ratio split (default 0)")
+    p.add_argument("--copy-images", action="store_true", help="--to yolo: copy images instead of symlinking")
     p.add_argument("--class-attribute", help="VIA region attribute holding the class name")
-    p.add_argument("--default-class", default="object", help="VIA class of regions without attributes")
-    args = p.parse_args()
-    if args.split is not None and args.source_format != "voc":
-        p.error("argument --split: only for --from voc")
-    if args.source_format != "via" and (args.class_attribute is not None or args.default_class != "object"):
+    p.add_argument("--default-class", help="VIA class of regions without attributes (default: 'object', with a warning)")
+    args = p.parse_args(argv)
+    if args.input is None and not (args.source_format == "voc" and args.annotations):
+        p.error("argument --input is required (or --annotations for --from voc)")
+    if args.annotations is not None and args.source_format != "voc":
+        p.error("argument --annotations: only for --from voc")
+    if args.source_format != "via" and (args.class_attribute is not None or args.default_class is not None):
         p.error("arguments --class-attribute/--default-class: only for --from via")
+    if args.source_format == "coco" and args.target_format == "coco":
+        p.error("--from coco needs --to yolo or --to voc (to split a COCO file, use datasets/split.py)")
+    if args.split is not None and args.source_format not in ("voc", "yolo", "coco"):
+        p.error("argument --split: only for --from voc, --from yolo or --from coco")
+    if args.val_ratio is not None and not 0 < args.val_ratio < 1:
+        p.error(f"argument --val-ratio: must be between 0 and 1, got {args.val_ratio}")
+    return args
 
-    from detectlab.data.coco import load_coco
-    from detectlab.data.importers.csv_simple import read_csv
-    from detectlab.data.importers.via import read_via
-    from detectlab.data.importers.voc import read_voc
-    from detectlab.utils import atomic_write_json
 
-    if args.source_format == "voc":
-        data = read_voc(args.input, args.split, args.classes, args.images)
-    elif args.source_format == "csv":
-        data = read_csv(args.input, args.classes, args.images)
+def read_source(args) -> dict:
+    """The input as a COCO dict with absolute image paths."""
+    from detectlab.data.coco import read_coco_json
+    from detectlab.data.importers import csv_simple, cvat, labelme, via, voc, yolo
+
+    fmt, source = args.source_format, args.input
+    if fmt == "coco":
+        from detectlab.data.coco import load_coco, with_absolute_paths
+
+        # load_coco resolves and checks the image paths
+        return with_absolute_paths(read_coco_json(Path(source)), load_coco(Path(source), args.images))
+    if fmt == "voc":
+        return voc.read_voc(source, args.split, args.classes, args.images, args.annotations)
+    if fmt == "yolo":
+        return yolo.read_yolo(source, args.split, args.classes, args.images)
+    if fmt == "labelme":
+        return labelme.read_labelme(source, args.classes, args.images)
+    if fmt == "cvat":
+        return cvat.read_cvat(source, args.classes, args.images)
+    if fmt == "csv":
+        return csv_simple.read_csv(source, args.classes, args.images)
+    return via.read_via(source, args.classes, args.images, args.class_attribute, args.default_class)
+
+
+def convert(args) -> int:
+    from detectlab.data.coco import load_coco, write_coco
+    from detectlab.data.split import split_coco
+
+    data = read_source(args)
+    source = args.input or args.annotations
+    load_coco(data, source=source)  # validate every box now rather than at training time
+    if args.val_ratio is not None:
+        parts = dict(zip(("train", "val"), split_coco(data, args.val_ratio, args.seed)))
     else:
-        data = read_via(args.input, args.classes, args.images, args.class_attribute, args.default_class)
-    load_coco(data, source=args.input)  # validate every box now rather than at training time
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    for image in data["images"]:
-        image["file_name"] = _relative(image["file_name"], out_dir)
-    atomic_write_json(args.out, data)
-    names = ", ".join(c["name"] for c in data["categories"])
-    print(
-        f"{args.out}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
-        f"{len(data['categories'])} categories ({names})"
-    )
+        parts = {args.split or "train": data}
+    for split, part in parts.items():
+        if args.target_format == "coco":
+            out = Path(args.out)
+            if args.val_ratio is not None:
+                out = out.with_name(f"{out.stem}_{split}{out.suffix or '.json'}")
+            write_coco(part, out)
+            print(summary(out, part))
+            continue
+        dataset = load_coco(part, source=source)
+        if args.target_format == "yolo":
+            from detectlab.data.importers.yolo import write_yolo
+
+            out = write_yolo(dataset, args.out, split, args.copy_images)
+        else:
+            from detectlab.data.importers.voc import write_voc
+
+            out = write_voc(dataset, args.out, split if (args.split or args.val_ratio is not None) else None)
+        print(summary(f"{out} ({split})", part))
     return 0
 
 
-def _relative(path: str, folder: str) -> str:
-    try:
-        return os.path.relpath(path, folder)
-    except ValueError:  # another drive (Windows): keep the absolute path
-        return path
+def summary(out, data: dict) -> str:
+    names = ", ".join(c["name"] for c in data["categories"])
+    return (f"{out}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
+            f"{len(data['categories'])} categories ({names})")
 
 
 if __name__ == "__main__":
-    run(main)
+    arguments = parse_args()  # --help and flag errors end here, before TensorFlow is imported
+    from detectlab.cli import run
+
+    run(lambda: convert(arguments))

@@ -47,15 +47,16 @@ class ShapesConfig:
 
 @dataclass
 class DataConfig:
-    """Where the data is. ``train``/``val``: a COCO JSON file, a Pascal VOC year folder, a
+    """Where the data is. ``train``/``val``: a COCO JSON file, a YOLO ``data.yaml`` or
+    ``images/`` + ``labels/`` folder, a LabelMe folder, a CVAT XML, a Pascal VOC folder, a
     simple CSV (``path,x1,y1,x2,y2,class``), a VIA JSON, or the word ``shapes``."""
 
     train: str = "shapes"
     val: str | None = "shapes"
-    format: Literal["auto", "coco", "voc", "csv", "via"] = "auto"  # auto: from the path/contents
-    train_split: str | None = None  # VOC ImageSets split of `train` (e.g. trainval)
-    val_split: str | None = None  # VOC split of `val` (e.g. test)
-    classes: list[str] | None = None  # class order for VOC/CSV/VIA (default: sorted names)
+    format: Literal["auto", "coco", "voc", "csv", "via", "yolo", "labelme", "cvat"] = "auto"  # auto: from the path/contents
+    train_split: str | None = None  # VOC ImageSets split / YOLO split of `train` (YOLO data.yaml: train)
+    val_split: str | None = None  # VOC split / YOLO split of `val` (e.g. test; YOLO data.yaml: val)
+    classes: list[str] | None = None  # class order for non-COCO formats (default: sorted names)
     images: str | None = None  # image folder of `train` (default: found next to the JSON)
     val_images: str | None = None
     shapes: ShapesConfig = field(default_factory=ShapesConfig)

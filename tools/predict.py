@@ -52,6 +52,7 @@ def main() -> int:
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
     args = p.parse_args()
 
+    from detectlab.data.records import decode_rgb
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
@@ -72,7 +73,7 @@ def main() -> int:
     paths = image_paths(args.images)
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
-        images = [read_rgb(path) for path in chunk]
+        images = [decode_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
             for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
@@ -80,15 +81,6 @@ def main() -> int:
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
     return 0
-
-
-def read_rgb(path: Path):
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: cannot decode (corrupt or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 if __name__ == "__main__":

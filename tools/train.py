@@ -26,7 +26,7 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.splitlines()[1], prog="train.py")
     add_config_flags(p)
     p.add_argument("--workdir", required=True, help="run folder (created if missing)")
-    p.add_argument("--data", help="training data: a COCO JSON file or 'shapes'")
+    p.add_argument("--data", help="training data: COCO JSON, YOLO data.yaml/folder, LabelMe folder, CVAT XML, VOC folder, CSV, VIA JSON or shapes")
     p.add_argument("--val", help="validation data: a COCO JSON file, 'shapes' or 'none'")
     p.add_argument("--images", help="image folder of --data (default: next to the JSON)")
     p.add_argument("--val-images", help="image folder of --val")

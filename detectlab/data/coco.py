@@ -82,6 +82,29 @@ def load_coco(
     return dataset
 
 
+def write_coco(data: dict, out: str | os.PathLike) -> None:
+    """Write a COCO dict whose ``file_name`` entries are absolute (or relative to the current
+    folder) to ``out``, with each ``file_name`` made relative to ``out``'s folder."""
+    from detectlab.utils import atomic_write_json
+
+    out_dir = os.path.dirname(os.path.abspath(out))
+    images = [{**img, "file_name": _relative(os.path.abspath(img["file_name"]), out_dir)} for img in data["images"]]
+    atomic_write_json(out, {**data, "images": images})
+
+
+def _relative(path: str, folder: str) -> str:
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:  # another drive (Windows): keep the absolute path
+        return path
+
+
+def with_absolute_paths(data: dict, dataset: DetectionDataset) -> dict:
+    """``data`` with each image's ``file_name`` replaced by the path ``load_coco`` resolved."""
+    paths = {r.image_id: os.path.abspath(r.path) for r in dataset.records}
+    return {**data, "images": [{**img, "file_name": paths[img["id"]]} for img in data["images"]]}
+
+
 def read_coco_json(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")

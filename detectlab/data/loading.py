@@ -28,32 +28,45 @@ def load_split(cfg: Config, split: str, workdir: str | os.PathLike | None = None
         source, images, fmt = write_shapes_dataset(root, s.train, s.val, s.size, s.seed)[split], None, "coco"
     fmt = detect_format(source) if fmt == "auto" else fmt
     options = {}
-    if fmt == "voc":
+    if fmt in ("voc", "yolo"):
         options["split"] = d.train_split if split == "train" else d.val_split
-    if fmt in ("voc", "csv", "via") and d.classes:
+    if fmt == "yolo" and Path(source).is_file():  # a data.yaml: its train/val keys
+        options["split"] = options["split"] or split
+    if fmt != "coco" and d.classes:
         options["classes"] = d.classes
     return DATASET_FORMATS.get(fmt)(source, images, d.include_empty_images, d.invalid_boxes, **options)
 
 
 def detect_format(path: str) -> str:
-    """``voc`` for a folder with ``Annotations/``, ``csv`` for .csv/.txt, ``coco`` or ``via``
-    for JSON (by its keys)."""
+    """The dataset format of ``path``: a folder is ``voc`` (``Annotations/``, ``annotations/`` or
+    XML files), ``yolo`` (``labels/`` or ``.txt`` labels) or ``labelme`` (JSON files); a file
+    is ``yolo`` (.yaml), ``cvat`` (.xml), ``csv`` (.csv/.txt), or by its keys ``coco``,
+    ``labelme`` or ``via`` (.json)."""
     p = Path(path)
     if p.is_dir():
-        if (p / "Annotations").is_dir():
+        if (p / "Annotations").is_dir() or (p / "annotations").is_dir() or any(p.glob("*.xml")):
             return "voc"
-        raise DataError(f"{p}: a folder, but not a Pascal VOC year folder (no Annotations/)")
-    if p.suffix.lower() in (".csv", ".txt"):
-        return "csv"
+        if (p / "labels").is_dir() or any(p.rglob("*.txt")):
+            return "yolo"
+        if any(p.rglob("*.json")):
+            return "labelme"
+        raise DataError(f"{p}: a folder, but not VOC (Annotations/), YOLO (labels/) or LabelMe (*.json)")
     if not p.is_file():
         raise DataError(f"{p}: annotation file not found")
-    with open(p) as f:
-        head = f.read(1 << 16)
-    if p.suffix.lower() == ".json" and ('"annotations"' in head or '"images"' in head or '"categories"' in head):
-        return "coco"
-    if p.suffix.lower() == ".json":
-        return "via"
-    raise DataError(f"{p}: unknown annotation format (set data.format to coco, voc, csv or via)")
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yolo"
+    if suffix == ".xml":
+        return "cvat"
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix == ".json":
+        with open(p) as f:
+            head = f.read(1 << 16)
+        if '"annotations"' in head or '"images"' in head or '"categories"' in head:
+            return "coco"
+        return "labelme" if '"shapes"' in head and '"imagePath"' in head else "via"
+    raise DataError(f"{p}: unknown annotation format (set data.format to one of: {', '.join(sorted(DATASET_FORMATS))})")
 
 
 def resolve_num_classes(cfg: Config, dataset: DetectionDataset) -> int:

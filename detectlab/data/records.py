@@ -119,17 +119,27 @@ def quiet_coco(source):
 
 
 def read_image(record: ImageRecord) -> np.ndarray:
-    """Decode an image file to RGB, checking it matches the size in the annotations."""
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations use stored pixels
-    image = cv2.imread(record.path, flags)
-    if image is None:
-        reason = "file not found" if not os.path.exists(record.path) else "cannot decode (corrupt or not an image)"
-        raise DataError(f"{record.path}: {reason}")
+    """Decode an image file to RGB, checking it matches the size in the annotations.
+
+    The EXIF rule (:mod:`detectlab.data.image_header`): the EXIF orientation is applied, so
+    the image, its annotations and ``width``/``height`` are as a viewer shows them.
+    """
+    image = decode_rgb(record.path)
     h, w = image.shape[:2]
     if (w, h) != (record.width, record.height):
         raise DataError(
             f"{record.path}: image is {w}x{h} but the annotations say {record.width}x{record.height}"
         )
+    return image
+
+
+def decode_rgb(path: str | os.PathLike) -> np.ndarray:
+    """``uint8 (H, W, 3)`` RGB pixels of an image file, EXIF orientation applied (the one rule
+    of the training loader, ``evaluate.py`` and ``predict.py``)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's default applies the orientation
+    if image is None:
+        reason = "file not found" if not os.path.exists(path) else "cannot decode (corrupt or not an image)"
+        raise DataError(f"{path}: {reason}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -18,21 +18,28 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 
 def draw_detections(image: np.ndarray, det: Detections, class_names: list[str]) -> np.ndarray:
     """RGB image with each detection's mask, box and ``name score`` label."""
+    labels = [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(det.class_ids, det.scores)]
+    return draw_instances(image, det.boxes, det.class_ids, labels, det.masks)
+
+
+def draw_instances(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: list[str],
+                   masks: np.ndarray | None = None, grey: np.ndarray | None = None) -> np.ndarray:
+    """RGB image with masks (``uint8 (K, H, W)``), boxes (``(K, 4)`` y1 x1 y2 x2 pixels) and
+    labels drawn in each class's colour; instances flagged in ``grey`` (e.g. crowd) in grey."""
     out = image.copy()
     scale = max(1.0, max(image.shape[:2]) / 400)
-    for k in range(len(det)):
-        colour = class_colour(int(det.class_ids[k]))
-        if det.masks is not None:
-            m = det.masks[k].astype(bool)
+    for k in range(len(boxes)):
+        colour = (160, 160, 160) if grey is not None and grey[k] else class_colour(int(class_ids[k]))
+        if masks is not None:
+            m = masks[k].astype(bool)
             out[m] = (0.5 * out[m] + 0.5 * np.array(colour)).astype(np.uint8)
-        y1, x1, y2, x2 = (int(round(v)) for v in det.boxes[k])
+        y1, x1, y2, x2 = (int(round(v)) for v in boxes[k])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, int(scale)))
-        label = f"{class_names[int(det.class_ids[k])]} {det.scores[k]:.2f}"
         font = 0.35 * scale
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        (tw, th), _ = cv2.getTextSize(labels[k], cv2.FONT_HERSHEY_SIMPLEX, font, 1)
         ty = max(th + 2, y1)
         cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty), colour, -1)
-        cv2.putText(out, label, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(out, labels[k], (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from detectlab.data.importers.csv_simple import load_csv, read_csv
 from detectlab.data.importers.via import load_via, read_via
@@ -119,7 +120,7 @@ def test_voc_split_errors(tmp_path):
     root = write_voc(tmp_path)
     with pytest.raises(DataError) as err:
         read_voc(root, "test")
-    assert str(err.value) == f"{root / 'ImageSets' / 'Main' / 'test.txt'}: split file not found"
+    assert str(err.value) == f"{root / 'ImageSets' / 'Main' / 'test.txt'}: split file not found (without split files, split with --val-ratio)"
     split = root / "ImageSets" / "Main" / "val.txt"
     split.write_text("000001\n\n000009\n")
     with pytest.raises(DataError) as err:
@@ -217,7 +218,8 @@ def test_via_list_and_dict_regions_give_polygons_and_masks(tmp_path):
     assert square["bbox"] == [10, 5, 20, 10] and square["area"] == 200 and square["category_id"] == 1
     assert rect["segmentation"] == [[2, 3, 6, 3, 6, 8, 2, 8]] and rect["bbox"] == [2, 3, 4, 5] and rect["category_id"] == 2
     assert circle["bbox"] == [15, 15, 10, 10] and circle["category_id"] == 1
-    assert circle["area"] == pytest.approx(0.5 * 32 * 25 * np.sin(2 * np.pi / 32), abs=0.1)  # inscribed 32-gon
+    # COCO's area: the pixels pycocotools rasterises, not the 32-gon's shoelace area (78.04)
+    assert circle["area"] == 80.0 == mask_utils.area(mask_utils.frPyObjects(circle["segmentation"], 30, 40))[0]
 
     ds = load_via(tmp_path / "via_region_data.json", classes=["object", "balloon"])
     assert ds.class_names == ["object", "balloon"] and len(ds) == 2 and ds[1].num_instances == 0
@@ -228,10 +230,14 @@ def test_via_list_and_dict_regions_give_polygons_and_masks(tmp_path):
     assert abs(int(masks[2].sum()) - np.pi * 25) <= 12  # rasterised circle of radius 5
 
 
-def test_via_class_attribute_and_default_class(tmp_path):
+def test_via_class_attribute_and_default_class(tmp_path, caplog):
     regions = [{"shape_attributes": SQUARE, "region_attributes": {"note": "big", "type": "balloon"}}]
     path = write_via(tmp_path, regions, [{"shape_attributes": SQUARE, "region_attributes": {}}])
-    assert [c["name"] for c in read_via(path)["categories"]] == ["big", "object"]
+    with caplog.at_level("WARNING", logger="detectlab"):
+        assert [c["name"] for c in read_via(path)["categories"]] == ["big", "object"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 1 regions without a class became 'object' (pass --default-class NAME to choose)"
+    ]
     data = read_via(path, class_attribute="type", default_class="thing")
     assert [c["name"] for c in data["categories"]] == ["balloon", "thing"]
     with pytest.raises(DataError) as err:

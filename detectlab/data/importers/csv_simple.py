@@ -14,11 +14,8 @@ import csv
 import os
 from pathlib import Path
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import coco_dict, image_size, number
-from detectlab.data.records import DetectionDataset
+from detectlab.data.importers import coco_dict, image_size, number, register_loader
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
 
 FIELDS = ("path", "x1", "y1", "x2", "y2", "class_name")
 
@@ -66,16 +63,5 @@ def read_csv(path: str | os.PathLike, classes=None, images_dir: str | os.PathLik
     return coco_dict(images, annotations, classes, path)
 
 
-@DATASET_FORMATS.register("csv")
-def load_csv(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    classes=None,
-) -> DetectionDataset:
-    """A simple CSV file as a :class:`DetectionDataset` (boxes validated by ``load_coco``)."""
-    data = read_csv(path, classes, images_dir)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_csv = register_loader("csv", read_csv)
 

@@ -8,8 +8,9 @@ a region's ``shape_attributes`` is a ``polygon`` (``all_points_x``/``all_points_
 (``cx, cy, rx, ry``, optional ``theta`` in radians). VIA coordinates are continuous pixel
 coordinates (origin at the top-left corner of the image), as COCO's: every region becomes a
 COCO polygon ``segmentation`` (circles and ellipses as 32-gons), ``bbox`` is the polygon's
-extent and ``area`` its shoelace area. The class is ``default_class`` for a region without
-attributes, else the region attribute ``class_attribute`` (default: the first non-empty
+extent and ``area`` the pixel area of its mask as pycocotools computes it. The class is
+``default_class`` for a region without attributes (when it is not given: ``"object"``, with one
+warning naming the fallback and the count), else the region attribute ``class_attribute`` (default: the first non-empty
 string attribute). Images are next to the JSON (or in ``images_dir``); their sizes are read from
 the files. Errors name the file, the image key and the region (numbered from 0, as VIA's).
 """
@@ -22,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.coco import load_coco
-from detectlab.data.importers import coco_dict, image_size
-from detectlab.data.records import DetectionDataset
+from detectlab.data.importers import coco_dict, ellipse_polygon, image_size, polygon_fields, register_loader
 from detectlab.errors import DataError
-from detectlab.registry import DATASET_FORMATS
+from detectlab.utils import log
 
-ELLIPSE_POINTS = 32
+FALLBACK_CLASS = "object"
 SHAPE_FIELDS = {
     "polygon": ("all_points_x", "all_points_y"),
     "rect": ("x", "y", "width", "height"),
@@ -42,7 +41,7 @@ def read_via(
     classes=None,
     images_dir: str | os.PathLike | None = None,
     class_attribute: str | None = None,
-    default_class: str = "object",
+    default_class: str | None = None,
 ) -> dict:
     """The images and regions of a VIA JSON file as a COCO dict with polygon segmentations."""
     path = Path(path)
@@ -50,7 +49,7 @@ def read_via(
     image_root = Path(images_dir) if images_dir is not None else path.parent
     if not image_root.is_dir():
         raise DataError(f"{image_root}: image folder not found")
-    images, annotations = [], []
+    images, annotations, fallbacks = [], [], 0
     for key, entry in entries.items():
         where = f"{path}: {key}"
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or not entry["filename"]:
@@ -68,34 +67,24 @@ def read_via(
             region_where = f"{where} region {index}"
             if not isinstance(region, dict):
                 raise DataError(f"{region_where}: expected an object with shape_attributes")
-            polygon = np.round(_polygon(region.get("shape_attributes"), region_where), 2)
+            polygon = _polygon(region.get("shape_attributes"), region_where)
             name = _class_name(region.get("region_attributes"), class_attribute, default_class, region_where)
+            fallbacks += name is None
             annotations.append({
-                **_polygon_box(polygon),
-                "segmentation": [polygon.reshape(-1).tolist()],
+                **polygon_fields([polygon], width, height),
                 "iscrowd": 0,
                 "image_index": len(images),
-                "category_name": name,
+                "category_name": name or FALLBACK_CLASS,
                 "where": region_where,
             })
         images.append({"file_name": file_name, "width": width, "height": height})
+    if fallbacks:
+        log.warning("%s: %d regions without a class became '%s' (pass --default-class NAME to choose)",
+                    path, fallbacks, FALLBACK_CLASS)
     return coco_dict(images, annotations, classes, path)
 
 
-@DATASET_FORMATS.register("via")
-def load_via(
-    path: str | os.PathLike,
-    images_dir: str | os.PathLike | None = None,
-    include_empty_images: bool = True,
-    invalid_boxes: str = "error",
-    *,
-    classes=None,
-    class_attribute: str | None = None,
-    default_class: str = "object",
-) -> DetectionDataset:
-    """A VIA JSON file as a :class:`DetectionDataset` with masks (validated by ``load_coco``)."""
-    data = read_via(path, classes, images_dir, class_attribute, default_class)
-    return load_coco(data, None, include_empty_images, invalid_boxes, source=str(path))
+load_via = register_loader("via", read_via)
 
 
 def _read_json(path: Path) -> dict:
@@ -144,24 +133,11 @@ def _polygon(shape, where: str) -> np.ndarray:
         return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
     cx, cy = values["cx"], values["cy"]
     rx, ry = (values["r"], values["r"]) if name == "circle" else (values["rx"], values["ry"])
-    theta = values.get("theta", 0.0)
-    t = np.linspace(0, 2 * np.pi, ELLIPSE_POINTS, endpoint=False)
-    ex, ey = rx * np.cos(t), ry * np.sin(t)
-    c, s = np.cos(theta), np.sin(theta)
-    return np.stack([cx + c * ex - s * ey, cy + s * ex + c * ey], axis=1)
+    return ellipse_polygon(cx, cy, rx, ry, float(values.get("theta", 0.0)))
 
 
-def _polygon_box(points: np.ndarray) -> dict:
-    """COCO ``bbox`` (extent) and ``area`` (shoelace formula) of a ``(P, 2)`` polygon."""
-    x0, y0 = points.min(axis=0)
-    x1, y1 = points.max(axis=0)
-    xs, ys = points[:, 0], points[:, 1]
-    area = 0.5 * abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
-    bbox = [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)]  # the points have 2 decimals
-    return {"bbox": bbox, "area": round(float(area), 4)}
-
-
-def _class_name(attributes, class_attribute: str | None, default_class: str, where: str) -> str:
+def _class_name(attributes, class_attribute: str | None, default_class: str | None, where: str) -> str | None:
+    """The region's class; None for a region without attributes and no ``default_class``."""
     if attributes is not None and not isinstance(attributes, dict):
         raise DataError(f"{where}: region_attributes must be an object")
     if not attributes:
