@@ -37,8 +37,12 @@ def level_anchors(image_size: int, stride: int, scale: float, ratios, anchor_str
     """``(rows * cols * len(ratios), 4)`` pixel anchors of one level (row, col, ratio order):
     :func:`detectlab.anchor_grid.grid_anchors` with one scale and ``(w, h)`` = ``(sqrt r, 1 / sqrt r)``."""
     cells = _cells(image_size, stride, anchor_stride)
-    pairs = [(math.sqrt(r), 1.0 / math.sqrt(r)) for r in ratios]
-    return grid_anchors((cells, cells), stride * anchor_stride, [scale], pairs, offset / anchor_stride)
+    return grid_anchors((cells, cells), stride * anchor_stride, [scale], ratio_pairs(ratios), offset / anchor_stride)
+
+
+def ratio_pairs(ratios) -> list[tuple[float, float]]:
+    """matterport's ``w / h`` ratios as :mod:`detectlab.anchor_grid`'s ``(w, h)`` multipliers."""
+    return [(math.sqrt(r), 1.0 / math.sqrt(r)) for r in ratios]
 
 
 def pyramid_anchors(image_size: int, strides=FPN_STRIDES, scales=FPN_SCALES, ratios=FPN_RATIOS,

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detectlab.anchor_grid import anchor_shapes as anchor_grid_shapes
+from detectlab.anchor_pyramid import ratio_pairs
 from detectlab.config import Config
 from detectlab.data.loading import load_split
 from detectlab.data.records import DetectionDataset
@@ -67,16 +69,12 @@ def draw_sample(sample, class_names: list[str]) -> np.ndarray:
 
 def anchor_shapes(model_cfg) -> np.ndarray:
     """``(K, 2)`` anchor ``w, h`` in model-input pixels of a YOLO, Faster or Mask R-CNN recipe."""
-    if hasattr(model_cfg, "anchors"):
+    if hasattr(model_cfg, "anchors"):  # YOLO: w, h pairs
         return np.asarray(model_cfg.anchors, np.float64).reshape(-1, 2)
-    scales = np.asarray(model_cfg.anchor_scales, np.float64)
-    ratios = np.asarray(model_cfg.anchor_ratios, np.float64)
-    if ratios.ndim == 2:  # Faster R-CNN: [w, h] multipliers of each scale
-        return (scales[:, None, None] * ratios[None]).reshape(-1, 2)
-    # Mask R-CNN (matterport): ratio = w / h at constant area scale^2
-    w = scales[:, None] * np.sqrt(ratios)[None]
-    h = scales[:, None] / np.sqrt(ratios)[None]
-    return np.stack([w.reshape(-1), h.reshape(-1)], axis=1)
+    ratios = model_cfg.anchor_ratios
+    if np.ndim(ratios) == 1:  # Mask R-CNN (matterport): ratio = w / h at constant area scale^2
+        ratios = ratio_pairs(ratios)
+    return anchor_grid_shapes(model_cfg.anchor_scales, ratios)[:, ::-1].astype(np.float64)  # h, w -> w, h
 
 
 def box_shapes(dataset: DetectionDataset, size: int) -> np.ndarray:
