@@ -233,12 +233,9 @@ def read_recipe(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"{path}: config file not found")
     if str(path.resolve()) in _seen:
         raise ConfigError(f"{path}: 'base' links form a cycle")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    from detectlab.utils import read_yaml
+
+    data = read_yaml(path, ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)

@@ -47,6 +47,18 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def read_yaml(path: Path, error: type[Exception]) -> Any:
+    """Parsed YAML of ``path``; invalid YAML raises ``error`` naming the file and line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
 def setup_logging(verbose: bool = True) -> None:
     """One-line log records on stderr for the command-line tools."""
     if log.handlers:

@@ -111,14 +111,9 @@ def _from_folder(image_folder: Path, root: Path, split: str | None) -> tuple[lis
 
 
 def _from_yaml(path: Path, split: str) -> tuple[list[Path], list[str]]:
-    import yaml
+    from detectlab.utils import read_yaml
 
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise DataError(f"{path}: invalid YAML{at}") from None
+    spec = read_yaml(path, DataError)
     if not isinstance(spec, dict):
         raise DataError(f"{path}: expected a mapping with names and {split}")
     root = path.parent / str(spec.get("path") or ".")
