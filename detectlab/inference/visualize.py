@@ -16,8 +16,9 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def draw_detections(image: np.ndarray, det: Detections, class_names: list[str]) -> np.ndarray:
-    """RGB image with each detection's mask, box and ``name score`` label."""
+def draw_detections(image: np.ndarray, det: Detections, class_names: list[str], scores: bool = True) -> np.ndarray:
+    """RGB image with each detection's mask, box and ``name score`` label (``name`` alone
+    without ``scores``, e.g. for ground truth)."""
     out = image.copy()
     scale = max(1.0, max(image.shape[:2]) / 400)
     for k in range(len(det)):
@@ -27,7 +28,7 @@ def draw_detections(image: np.ndarray, det: Detections, class_names: list[str]) 
             out[m] = (0.5 * out[m] + 0.5 * np.array(colour)).astype(np.uint8)
         y1, x1, y2, x2 = (int(round(v)) for v in det.boxes[k])
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, int(scale)))
-        label = f"{class_names[int(det.class_ids[k])]} {det.scores[k]:.2f}"
+        label = f"{class_names[int(det.class_ids[k])]}" + (f" {det.scores[k]:.2f}" if scores else "")
         font = 0.35 * scale
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
         ty = max(th + 2, y1)
@@ -52,3 +53,15 @@ def grid(images: list[np.ndarray], columns: int = 4, cell: int = 256) -> np.ndar
         r, c = divmod(k, columns)
         canvas[r * cell : r * cell + small.shape[0], c * cell : c * cell + small.shape[1]] = small
     return canvas
+
+
+def captioned_pair(left: np.ndarray, right: np.ndarray, captions: tuple[str, str], cell: int = 256) -> np.ndarray:
+    """Two RGB images side by side in ``cell``-px squares, each with a caption:
+    ``uint8 (cell, 2 * cell, 3)``."""
+    out = grid([left, right], columns=2, cell=cell)
+    for k, text in enumerate(captions):
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        x = k * cell
+        cv2.rectangle(out, (x, cell - th - 6), (x + tw + 6, cell), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 3, cell - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

@@ -28,6 +28,8 @@ from detectlab.data.rcnn_targets import RoiSampler
 from detectlab.utils import log
 
 PROPOSAL_KEYS = ("proposals", "proposal_counts")
+# logged by the loop itself, besides the two views' losses and metrics
+LOOP_LOGS = ("rois_positive", "outside_share", "skipped_classifier_batches")
 
 
 class AlternatingTrainer:
