@@ -19,6 +19,7 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "h5py>=3.8",
+        "matplotlib>=3.7",  # evaluation plots (Agg backend, headless)
     ],
     extras_require={
         "test": ["pytest>=7.4"],

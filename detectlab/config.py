@@ -167,7 +167,7 @@ class EvalConfig:
     # end of each stage); 0: off. Logs val_AP, val_AP50, val_AP75, per-class val_AP50_<name>
     # (and val_mask_AP, val_mask_AP50 with masks).
     interval: int = 1
-    max_images: int | None = None  # score at most the first N validation images per evaluation
+    max_images: int | None = 500  # score at most the first N validation images per evaluation (null: all)
     tensorboard_images: int = 4  # validation images drawn (prediction | ground truth) per evaluation
 
 
