@@ -37,6 +37,20 @@ def draw_detections(image: np.ndarray, det: Detections, class_names: list[str], 
     return out
 
 
+def draw_resized(image: np.ndarray, det: Detections, class_names: list[str], size: int = 256, scores: bool = True) -> np.ndarray:
+    """:func:`draw_detections` on ``image`` resized so its longer side is ``size`` px (boxes
+    and masks follow), so labels stay readable on small or large images alike."""
+    s = size / max(image.shape[:2])
+    h, w = max(1, round(image.shape[0] * s)), max(1, round(image.shape[1] * s))
+    masks = None
+    if det.masks is not None:
+        masks = np.zeros((len(det.masks), h, w), np.uint8)
+        for k, m in enumerate(det.masks):
+            masks[k] = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    resized = Detections(det.boxes * np.float32(s), det.scores, det.class_ids, masks)
+    return draw_detections(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), resized, class_names, scores)
+
+
 def save_image(path, image: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

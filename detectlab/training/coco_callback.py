@@ -32,6 +32,7 @@ from detectlab.errors import ConfigError
 from detectlab.utils import log
 
 IMAGE_TAG = "val_predictions"
+CELL = 256  # px of each half of a TensorBoard image (prediction | ground truth)
 
 
 def class_key(name: str) -> str:
@@ -90,7 +91,7 @@ class CocoEvaluation(keras.callbacks.Callback):
                      len(self.dataset), self.total)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or not self.due(epoch) or self.model.stop_training:
+        if logs is None or not self.due(epoch) or getattr(self.model, "stop_training", False):
             return
         start = time.perf_counter()
         evaluation = self._evaluator_for(self.model).run()
@@ -127,7 +128,7 @@ class CocoEvaluation(keras.callbacks.Callback):
         import tensorflow as tf
 
         from detectlab.inference.predictor import Detections
-        from detectlab.inference.visualize import captioned_pair, draw_detections
+        from detectlab.inference.visualize import captioned_pair, draw_resized
 
         names = self.dataset.class_names
         tiles = []
@@ -135,8 +136,8 @@ class CocoEvaluation(keras.callbacks.Callback):
             image, record = self.dataset.load_image(i), self.dataset[i]
             masks = self.dataset.load_masks(i) if self.with_masks else None
             truth = Detections(record.boxes, np.ones(len(record.boxes), np.float32), record.class_ids, masks)
-            predicted = draw_detections(image, detections[i].above(self.cfg.predict.score_threshold), names)
-            tiles.append(captioned_pair(predicted, draw_detections(image, truth, names, scores=False), ("prediction", "ground truth")))
+            predicted = draw_resized(image, detections[i].above(self.cfg.predict.score_threshold), names, CELL)
+            tiles.append(captioned_pair(predicted, draw_resized(image, truth, names, CELL, scores=False), ("prediction", "ground truth"), CELL))
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir / "images"))
         with self._writer.as_default():
