@@ -32,13 +32,14 @@ class Evaluation:
 
 
 class Evaluator:
-    """COCO metrics of ``model`` (build it in float32: :func:`float32_policy`) on the first
-    ``max_images`` images of ``dataset`` (all by default), with the recipe's ``eval`` thresholds. ``evaluators`` (a dict) receives each
-    iou type's ``COCOeval`` when given to :meth:`run`."""
+    """COCO metrics of ``model`` (built in float32, see :func:`float32_policy`) on ``dataset``
+    (``dataset.head(n)`` for a cap) with the recipe's ``eval`` thresholds; bbox, and segm
+    when the model predicts masks. ``run(evaluators)`` fills a dict with each iou type's
+    ``COCOeval`` (for the plots of :mod:`detectlab.evaluation.plots`)."""
 
-    def __init__(self, model, cfg: Config, dataset: DetectionDataset, max_images: int | None = None):
+    def __init__(self, model, cfg: Config, dataset: DetectionDataset):
         e = cfg.eval
-        self.dataset = dataset if max_images is None else dataset.head(max_images)
+        self.dataset = dataset
         self.max_detections = e.max_detections
         with float32_policy():  # the decoding / NMS layers added for inference
             self.predictor = Predictor(model, cfg.model.image_size, e.score_threshold, e.nms_threshold, e.max_detections, e.batch_size)
@@ -51,15 +52,14 @@ class Evaluator:
         return Evaluation(metrics, detections, results)
 
 
-def evaluate_model(model, cfg: Config, dataset: DetectionDataset, out_dir=None, picture: int = 8, evaluators: dict | None = None,
-                   extra: dict | None = None) -> dict:
+def evaluate_model(model, cfg: Config, dataset: DetectionDataset, out_dir=None, picture: int = 8, extra: dict | None = None) -> dict:
     """COCO metrics of ``model`` on ``dataset`` (``extra`` entries first, e.g. the weights).
 
     With ``out_dir``: writes ``metrics.json``, ``detections.json`` (COCO results) and,
     when ``picture`` > 0, ``predictions.jpg`` showing the first images' detections above
     ``predict.score_threshold``.
     """
-    evaluation = Evaluator(model, cfg, dataset).run(evaluators)
+    evaluation = Evaluator(model, cfg, dataset).run()
     metrics = {**(extra or {}), **evaluation.metrics}
     if out_dir is not None:
         out_dir = Path(out_dir)
