@@ -19,7 +19,7 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "h5py>=3.8",
-        "matplotlib>=3.7",
+        "matplotlib>=3.7",  # evaluation plots and dataset stats (Agg backend, headless)
     ],
     extras_require={
         "test": ["pytest>=7.4"],

@@ -103,9 +103,14 @@ class StageConfig:
     name: str = ""
 
 
+# "auto": max for AP/AR/accuracy names, min for losses (see detectlab.training.monitors)
+MonitorMode = Literal["auto", "min", "max"]
+
+
 @dataclass
 class PlateauConfig:
-    monitor: str = "val_loss"
+    monitor: str | None = None  # None: train.monitor
+    mode: MonitorMode = "auto"
     factor: float = 0.1
     patience: int = 3
     min_lr: float = 0.0
@@ -113,7 +118,8 @@ class PlateauConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    monitor: str = "val_loss"
+    monitor: str | None = None  # None: train.monitor
+    mode: MonitorMode = "auto"
     patience: int = 10
     min_delta: float = 0.0
 
@@ -143,7 +149,10 @@ class TrainConfig:
     mirrored_devices: int = 0  # mirrored on CPU: split the CPU into N logical devices
     seed: int = 0
     checkpoint_keep: int = 3  # epoch checkpoints kept besides last and best
-    monitor: str = "val_loss"  # for best.keras (falls back to loss without validation)
+    # a logged name (e.g. val_AP50, val_loss) ranking best.keras, and the default of
+    # early_stopping / reduce_lr_on_plateau; val_loss falls back to loss without validation
+    monitor: str = "val_loss"
+    monitor_mode: MonitorMode = "auto"
     tensorboard_update_freq: str = "batch"  # "batch", "epoch" or a number of batches
     verbose: int = 1  # 1: progress bar (one line per epoch when not on a terminal), 2: one line, 0: silent
 
@@ -154,7 +163,13 @@ class EvalConfig:
     nms_threshold: float = 0.45
     max_detections: int = 100
     batch_size: int = 8
-    after_training: bool = True  # evaluate the validation split when training ends
+    after_training: bool = True  # evaluate best.keras on the validation split when training ends
+    # COCO evaluation of the validation split during training, every N epochs (and at the
+    # end of each stage); 0: off. Logs val_AP, val_AP50, val_AP75, per-class val_AP50_<name>
+    # (and val_mask_AP, val_mask_AP50 with masks).
+    interval: int = 1
+    max_images: int | None = 500  # score at most the first N validation images per evaluation (null: all)
+    tensorboard_images: int = 4  # validation images drawn (prediction | ground truth) per evaluation
 
 
 @dataclass

@@ -4,7 +4,10 @@
     python tools/evaluate.py --config RECIPE --weights FILE --data instances_val.json --out metrics.json
     python tools/evaluate.py --gt instances_val.json --detections results.json --out metrics.json
 
-``--weights RUN/checkpoints/best.keras`` alone finds the run's config.yaml.
+``--weights RUN/checkpoints/best.keras`` alone finds the run's config.yaml. Beside the
+metrics JSON (``--out m.json``) it writes ``m_per_class.csv``, ``m_pr_curves.png``
+(precision/recall per class at IoU 0.5 and 0.75, ``m_pr_curves_segm.png`` with masks) and
+``m_confusion_matrix.png`` (IoU 0.5, ``--confusion-score``); see detectlab/evaluation/plots.py.
 """
 
 from __future__ import annotations
@@ -34,29 +37,40 @@ def main() -> int:
     p.add_argument("--nms", type=unit_float, help="NMS IoU threshold (default: eval.nms_threshold)")
     p.add_argument("--max-detections", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--confusion-score", type=unit_float,
+                   help="score threshold of the confusion matrix (default: predict.score_threshold, 0.3)")
     args = p.parse_args()
+    from detectlab.data.records import quiet_coco
     from detectlab.evaluation.coco_eval import evaluate_results, format_metrics, load_results
+    from detectlab.evaluation.plots import write_report
 
+    evaluators: dict = {}
     if args.detections or args.gt:
         if not (args.detections and args.gt):
             raise ConfigError("--gt and --detections go together (score a results file)")
-        metrics = evaluate_results(args.gt, load_results(args.detections))
+        coco_gt, results = quiet_coco(args.gt), load_results(args.detections)
+        metrics = evaluate_results(coco_gt, results, evaluators=evaluators)
         atomic_write_json(args.out, metrics)
+        confusion_score = 0.3 if args.confusion_score is None else args.confusion_score
     else:
         if not args.weights:
             raise ConfigError("--weights is required to evaluate a model (or pass --gt and --detections)")
-        metrics = evaluate_checkpoint(args)
+        metrics, coco_gt, results, confusion_score = evaluate_checkpoint(args, evaluators)
     print(format_metrics(metrics))
     print(f"metrics written to {args.out}")
+    written = write_report(args.out, metrics, evaluators, coco_gt, results, confusion_score)
+    print(f"plots and tables: {', '.join(str(p) for p in written)}")
     return 0
 
 
-def evaluate_checkpoint(args) -> dict:
+def evaluate_checkpoint(args, evaluators: dict):
+    """Metrics of ``--weights`` (the path of training's own evaluation), with the ground
+    truth, the COCO results and the confusion-matrix score threshold."""
     import dataclasses
 
     from detectlab.data.coco import load_coco
     from detectlab.data.loading import load_split
-    from detectlab.evaluation.evaluate import evaluate_model
+    from detectlab.evaluation.evaluate import Evaluator
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
 
@@ -79,9 +93,10 @@ def evaluate_checkpoint(args) -> dict:
         dataset = load_coco(args.data, args.images, True, cfg.data.invalid_boxes)
     model = model_from_config(cfg, args.weights, dataset)
     out = Path(args.out)
-    metrics = evaluate_model(model, cfg, dataset, out_dir=None)
-    atomic_write_json(out, metrics)
-    return metrics
+    evaluation = Evaluator(model, cfg, dataset).run(evaluators)
+    atomic_write_json(out, evaluation.metrics)
+    score = cfg.predict.score_threshold if args.confusion_score is None else args.confusion_score
+    return evaluation.metrics, dataset.coco(), evaluation.results, score
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def main() -> int:
         print(f"metrics:      {workdir / 'metrics.json'}")
         print(f"predictions:  {workdir / 'predictions.jpg'}")
         print(format_metrics(result.metrics))
-        print(f"COCO AP50 (mAP@0.5) on the validation split: {result.metrics['bbox']['AP50']:.3f}")
+        m = result.metrics
+        of = f" of {m['weights']} (epoch {m['epoch']})" if m.get("epoch") else ""
+        print(f"COCO AP50 (mAP@0.5){of} on the validation split: {m['bbox']['AP50']:.3f}")
     return 0
 
 

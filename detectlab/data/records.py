@@ -96,6 +96,17 @@ class DetectionDataset:
             np.add.at(counts, r.class_ids[~r.iscrowd], 1)
         return counts
 
+    def head(self, count: int) -> "DetectionDataset":
+        """The first ``count`` records, with the ground truth restricted to their images."""
+        if count >= len(self):
+            return self
+        records = self.records[:count]
+        ids = {r.image_id for r in records}
+        full = self.coco().dataset
+        gt = {**full, "images": [i for i in full["images"] if i["id"] in ids],
+              "annotations": [a for a in full["annotations"] if a["image_id"] in ids]}
+        return DetectionDataset(records, self.class_names, self.category_ids, self.annotation_file, quiet_coco(gt))
+
     def coco(self):
         """The ground truth as a ``pycocotools.coco.COCO`` object (cached)."""
         if self._coco is None:

@@ -1,8 +1,8 @@
 """COCO evaluation with pycocotools, plus VOC mAP@0.5, as one ``metrics`` dict.
 
 ``metrics[iou_type]`` (``bbox``, and ``segm`` when results carry masks) holds the twelve
-COCO numbers under their usual names, ``per_class`` AP (0.5:0.95) and AP50 by class name,
-and ``voc_map50``: VOC mAP at IoU 0.5 (all-point interpolation, "difficult" ignored).
+COCO numbers under their usual names, ``per_class`` AP (0.5:0.95), AP50, AP75 and
+``instances`` (non-crowd ground truth) by class name, and ``voc_map50``: VOC mAP at IoU 0.5 (all-point interpolation, "difficult" ignored).
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from detectlab.evaluation.voc import voc_map
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: int = 100) -> dict:
-    """Score COCO-format ``results`` against ground truth ``gt`` (path, dict or COCO)."""
+def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: int = 100, evaluators: dict | None = None) -> dict:
+    """Score COCO-format ``results`` against ground truth ``gt`` (path, dict or COCO).
+
+    ``evaluators``: a dict that receives the finished ``COCOeval`` of each iou type (its
+    ``eval["precision"]`` draws the precision/recall curves, see :mod:`.plots`).
+    """
     from pycocotools.cocoeval import COCOeval
 
     coco_gt = gt if hasattr(gt, "getAnnIds") else quiet_coco(gt)
@@ -46,6 +50,8 @@ def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: in
             evaluator.summarize()
         stats = {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats)}
         stats["per_class"] = _per_class(coco_gt, evaluator)
+        if evaluators is not None:
+            evaluators[iou_type] = evaluator
         stats["voc_map50"] = voc_map(coco_gt, results, iou_type=iou_type, iou_threshold=0.5)["map"]
         metrics[iou_type] = stats
     return metrics
@@ -79,21 +85,32 @@ def _for_iou_type(results: list[dict], iou_type: str) -> list[dict]:
 
 def _per_class(coco_gt, evaluator) -> dict:
     precision = evaluator.eval["precision"]  # (iou thresholds, recall, classes, areas, max dets)
+    thresholds = list(np.round(evaluator.params.iouThrs, 2))
     out = {}
     for k, cat_id in enumerate(evaluator.params.catIds):
         name = coco_gt.cats[int(cat_id)].get("name", str(cat_id))
-        p = precision[:, :, k, 0, -1]
-        p50 = precision[0, :, k, 0, -1]
         out[name] = {
-            "AP": float(np.mean(p[p > -1])) if (p > -1).any() else -1.0,
-            "AP50": float(np.mean(p50[p50 > -1])) if (p50 > -1).any() else -1.0,
+            "AP": _mean_defined(precision[:, :, k, 0, -1]),
+            "AP50": _mean_defined(precision[thresholds.index(0.5), :, k, 0, -1]),
+            "AP75": _mean_defined(precision[thresholds.index(0.75), :, k, 0, -1]),
+            "instances": _instances(coco_gt, cat_id),
         }
     return out
 
 
+def _mean_defined(p: np.ndarray) -> float:
+    """COCO's AP: the mean of the defined (> -1) precision values; -1 when none is."""
+    return float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
+
+
+def _instances(coco_gt, cat_id) -> int:
+    return sum(1 for a in coco_gt.loadAnns(coco_gt.getAnnIds(catIds=[cat_id])) if not a.get("iscrowd", 0))
+
+
 def _empty_metrics(coco_gt) -> dict:
     stats = {name: 0.0 for name in COCO_STAT_NAMES}
-    stats["per_class"] = {c["name"]: {"AP": 0.0, "AP50": 0.0} for c in coco_gt.cats.values()}
+    stats["per_class"] = {c["name"]: {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "instances": _instances(coco_gt, c["id"])}
+                          for c in coco_gt.cats.values()}
     stats["voc_map50"] = 0.0
     return stats
 
@@ -121,5 +138,5 @@ def format_metrics(metrics: dict) -> str:
         head = " ".join(f"{k}={m[k]:.3f}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
         lines.append(f"{iou_type}: {head} VOC_mAP50={m['voc_map50']:.3f}")
         for name, v in m["per_class"].items():
-            lines.append(f"  {name:>20s}: AP={v['AP']:.3f} AP50={v['AP50']:.3f}")
+            lines.append(f"  {name:>20s}: AP={v['AP']:.3f} AP50={v['AP50']:.3f} AP75={v['AP75']:.3f} instances={v['instances']}")
     return "\n".join(lines)

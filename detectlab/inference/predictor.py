@@ -33,6 +33,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def above(self, threshold: float) -> "Detections":
+        """The detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], None if self.masks is None else self.masks[keep])
+
 
 class Predictor:
     def __init__(self, model, image_size: int, score_threshold: float = 0.3, nms_threshold: float = 0.45, max_detections: int = 100, batch_size: int = 8):

@@ -16,9 +16,10 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def draw_detections(image: np.ndarray, det: Detections, class_names: list[str]) -> np.ndarray:
-    """RGB image with each detection's mask, box and ``name score`` label."""
-    labels = [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(det.class_ids, det.scores)]
+def draw_detections(image: np.ndarray, det: Detections, class_names: list[str], scores: bool = True) -> np.ndarray:
+    """RGB image with each detection's mask, box and ``name score`` label (``name`` alone
+    without ``scores``, e.g. for ground truth)."""
+    labels = [class_names[int(c)] + (f" {s:.2f}" if scores else "") for c, s in zip(det.class_ids, det.scores)]
     return draw_instances(image, det.boxes, det.class_ids, labels, det.masks)
 
 
@@ -43,6 +44,20 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, 
     return out
 
 
+def draw_resized(image: np.ndarray, det: Detections, class_names: list[str], size: int = 256, scores: bool = True) -> np.ndarray:
+    """:func:`draw_detections` on ``image`` resized so its longer side is ``size`` px (boxes
+    and masks follow), so labels stay readable on small or large images alike."""
+    s = size / max(image.shape[:2])
+    h, w = max(1, round(image.shape[0] * s)), max(1, round(image.shape[1] * s))
+    masks = None
+    if det.masks is not None:
+        masks = np.zeros((len(det.masks), h, w), np.uint8)
+        for k, m in enumerate(det.masks):
+            masks[k] = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    resized = Detections(det.boxes * np.float32(s), det.scores, det.class_ids, masks)
+    return draw_detections(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), resized, class_names, scores)
+
+
 def save_image(path, image: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -59,3 +74,15 @@ def grid(images: list[np.ndarray], columns: int = 4, cell: int = 256) -> np.ndar
         r, c = divmod(k, columns)
         canvas[r * cell : r * cell + small.shape[0], c * cell : c * cell + small.shape[1]] = small
     return canvas
+
+
+def captioned_pair(left: np.ndarray, right: np.ndarray, captions: tuple[str, str], cell: int = 256) -> np.ndarray:
+    """Two RGB images side by side in ``cell``-px squares, each with a caption:
+    ``uint8 (cell, 2 * cell, 3)``."""
+    out = grid([left, right], columns=2, cell=cell)
+    for k, text in enumerate(captions):
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        x = k * cell
+        cv2.rectangle(out, (x, cell - th - 6), (x + tw + 6, cell), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 3, cell - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

@@ -4,14 +4,8 @@ ROI classifier, trained *alternately* with ``train_on_batch``.
 ``FasterRCNN`` is the combined model (inputs ``images (B, S, S, 3)`` RGB 0-255 and
 ``rois (B, R, 4)`` normalised y1 x1 y2 x2; outputs RPN scores/deltas and classifier
 probabilities/deltas): it is what checkpoints hold (with both optimizers' state). The
-alternating loop (:mod:`detectlab.training.alternating`) trains it through two views that
-share its layers:
-
-- ``rpn_view``: images -> RPN; ``train_on_batch`` returns ``rpn_loss_cls``,
-  ``rpn_loss_regr``, ``rpn_loss`` and the proposals decoded (in-graph) from the very
-  predictions it trained on (the reference ran an extra ``predict_on_batch`` for them);
-- ``classifier_view``: images + ROIs -> classifier; returns ``class_loss_cls``,
-  ``class_loss_regr``, ``class_acc``, ``class_loss``.
+alternating loop trains it through an RPN view and a classifier view that share its layers
+(:mod:`detectlab.training.alternating`, built on ``graph_parts``).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ from detectlab.registry import LOSSES
 from detectlab.utils import log
 
 PROPOSAL_KEYS = ("proposals", "proposal_counts")
+# logged by the loop itself, besides the two views' losses and metrics
+LOOP_LOGS = ("rois_positive", "outside_share", "skipped_classifier_batches")
 
 
 class TrainingView(keras.Model):

@@ -82,19 +82,30 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save the whole model (weights + optimizer state) at the end of every epoch.
 
     Files in ``directory``: ``epoch_NNN.keras`` (the newest ``keep``), ``last.keras``,
-    ``best.keras`` (by ``monitor``, lower is better) and ``state.json`` with the number
-    of finished epochs, written last so it always names complete files.
+    ``best.keras`` (by ``monitor``: ``mode`` "min" or "max" says which way is better; an
+    epoch that does not log it, e.g. between evaluations, is not ranked) and ``state.json``
+    with the number of finished epochs and ``best_epoch``, written last so it always names
+    complete files.
     """
 
-    def __init__(self, directory, keep: int = 3, monitor: str = "val_loss", guard: NonFiniteLossGuard | None = None, extra_state: dict | None = None):
+    def __init__(self, directory, keep: int = 3, monitor: str = "val_loss", guard: NonFiniteLossGuard | None = None,
+                 extra_state: dict | None = None, mode: str = "min"):
         super().__init__()
         self.directory = Path(directory)
         self.keep = int(keep)
         self.monitor = monitor
+        self.mode = mode
         self.guard = guard
         self.extra_state = dict(extra_state or {})
         previous = read_state(self.directory)
-        self.best = previous.get("best", math.inf) if previous else math.inf
+        same = previous is not None and previous.get("monitor") == monitor and previous.get("mode", "min") == mode
+        self.best = previous.get("best") if same else None
+        self.best_epoch = previous.get("best_epoch") if same else None
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -106,9 +117,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         with atomic_path(epoch_file, ".keras") as tmp:
             self.model.save(tmp)
         _replace_with_link(epoch_file, self.directory / "last.keras")
-        value = logs.get(self.monitor, logs.get("loss"))
-        if value is not None and float(value) < self.best:
-            self.best = float(value)
+        value = logs.get(self.monitor)
+        if value is not None and self._better(float(value)):
+            self.best, self.best_epoch = float(value), epoch + 1
             _replace_with_link(epoch_file, self.directory / "best.keras")
         atomic_write_json(
             self.directory / STATE_FILE,
@@ -117,7 +128,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 "epoch": epoch + 1,
                 "checkpoint": epoch_file.name,
                 "monitor": self.monitor,
+                "mode": self.mode,
                 "best": self.best,
+                "best_epoch": self.best_epoch,
                 "logs": {k: float(v) for k, v in logs.items() if np.isscalar(v)},
             },
         )

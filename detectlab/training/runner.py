@@ -3,7 +3,8 @@
 Writes into ``workdir``: ``config.yaml`` (the resolved recipe), ``logs/`` (TensorBoard:
 ``train/`` and ``validation/``), ``checkpoints/`` (see ``AtomicCheckpoint``),
 ``history.csv``, and after training ``metrics.json``, ``detections.json`` (COCO results) and
-``predictions.jpg``. Stages run one after another; ``resume=True`` continues from
+``predictions.jpg`` (of ``checkpoints/best.keras``). Stages run one after another;
+``resume=True`` continues from
 ``checkpoints/state.json`` in the right stage and epoch (with the optimizer state when
 the stage was interrupted mid-way).
 """
@@ -26,7 +27,9 @@ from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
     AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
 )
+from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
+from detectlab.training.monitors import logged_names, resolve_monitors
 from detectlab.training.optimizers import make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
@@ -77,6 +80,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
     guard = NonFiniteLossGuard(tuple(model.LOSS_NAMES) + ("loss",))
+    evaluation = CocoEvaluation(cfg, val_set, family.with_masks, workdir / "logs") if val_set is not None else None
+    monitors = resolve_monitors(cfg, logged_names(model, trainer, val_gen is not None, evaluation.names() if evaluation else ()), val_gen is not None)
     history: dict = {}
     done = state["epoch"] if state else 0
     start = 0
@@ -97,7 +102,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
             _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
             restored = True
         train_gen.set_epoch(initial)
-        callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index)
+        callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
+                                   evaluation, monitors)
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -111,10 +117,9 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         start = end
     metrics = None
     if cfg.eval.after_training and val_set is not None and chief:
-        from detectlab.evaluation.evaluate import evaluate_model
+        from detectlab.evaluation.evaluate import evaluate_run
 
-        log.info("evaluating on %s (%d images)", val_set.annotation_file, len(val_set))
-        metrics = evaluate_model(model, cfg, val_set, workdir)
+        metrics = evaluate_run(model, cfg, val_set, workdir)
     return TrainResult(model=model, workdir=workdir, history=history, metrics=metrics)
 
 
@@ -145,11 +150,14 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
     return train_gen, val_gen
 
 
-def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int) -> list:
+def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
+                   evaluation: CocoEvaluation | None, monitors) -> list:
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
     if not chief:
         return callbacks
+    if evaluation is not None and evaluation.interval:
+        callbacks.append(evaluation)  # before the callbacks that read its val_AP* values
     csv = workdir / "history.csv"
     if not append and csv.exists():
         csv.unlink()
@@ -159,15 +167,15 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
     tensorboard.start_step = start_step
     callbacks += [
         tensorboard,
-        keras.callbacks.CSVLogger(str(csv), append=True),
-        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, t.monitor, guard, {"stage": stage}),
+        CsvLogger(str(csv), append=True, later=evaluation.names() if evaluation else ()),
+        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage}, monitors.checkpoint.mode),
     ]
-    if t.reduce_lr_on_plateau is not None:
-        p = t.reduce_lr_on_plateau
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=p.monitor, factor=p.factor, patience=p.patience, min_lr=p.min_lr, verbose=1))
-    if t.early_stopping is not None:
-        e = t.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=e.monitor, patience=e.patience, min_delta=e.min_delta, verbose=1))
+    if monitors.plateau is not None:
+        p, m = t.reduce_lr_on_plateau, monitors.plateau
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=m.name, mode=m.mode, factor=p.factor, patience=p.patience, min_lr=p.min_lr, verbose=1))
+    if monitors.early_stopping is not None:
+        e, m = t.early_stopping, monitors.early_stopping
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience, min_delta=e.min_delta, verbose=1))
     return callbacks
 
 

@@ -34,6 +34,14 @@ class FitTrainer:
         return model.fit(train, validation_data=val, validation_steps=cfg.train.validation_steps, epochs=epochs,
                          initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
 
+    def step_log_names(self, model) -> set[str]:
+        """Names a training (and, as ``val_``, validation) step logs."""
+        return set(model.metrics_names) | {"loss"}
+
+    def epoch_log_names(self) -> set[str]:
+        """Names only training epochs log (no ``val_`` twin)."""
+        return set()
+
     def flops_parts(self, model, images, cfg) -> list:
         """``[(keras model, inputs)]`` whose training-mode forward passes make one step."""
         return [(model, images)]
@@ -70,6 +78,17 @@ class AlternatingViewsTrainer(FitTrainer):
             verbose: int):
         loop = self.loop(model, family, cfg, num_classes)
         return loop.fit(train, val, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+
+    def step_log_names(self, model) -> set[str]:
+        from detectlab.training.alternating import training_views
+
+        views = training_views(model)
+        return set(views.rpn.metrics_names) | set(views.classifier.metrics_names) | {"loss"}
+
+    def epoch_log_names(self) -> set[str]:
+        from detectlab.training.alternating import LOOP_LOGS
+
+        return set(LOOP_LOGS)
 
     def flops_parts(self, model, images, cfg) -> list:
         from detectlab.training.alternating import training_views

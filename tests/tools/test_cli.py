@@ -34,6 +34,15 @@ def test_bad_input_is_one_line_naming_it(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+def test_a_never_logged_monitor_stops_before_the_first_epoch_in_one_line(tmp_path, shapes_dir):
+    (tmp_path / "shapes").symlink_to(shapes_dir)
+    result = tool("tools/train.py", "--config", TINY, "--workdir", tmp_path, "--set", "train.monitor=val_map50")
+    assert result.returncode == 2
+    errors = [l for l in result.stderr.splitlines() if l.strip() and not l.startswith("[detectlab]")]  # log lines aside
+    assert errors == ["error: train.monitor: 'val_map50' is never logged (did you mean 'val_AP50'?)"], result.stderr
+    assert "Epoch 1" not in result.stdout + result.stderr and not (tmp_path / "checkpoints").exists()
+
+
 def test_evaluate_scores_a_results_file(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(ground_truth()))
     (tmp_path / "dt.json").write_text(json.dumps(RESULTS))
@@ -41,16 +50,27 @@ def test_evaluate_scores_a_results_file(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl", "per_class", "voc_map50"}
+    for name in ("m_per_class.csv", "m_pr_curves.png", "m_confusion_matrix.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
     bad = tool("tools/evaluate.py", "--gt", tmp_path / "gt.json", "--detections", tmp_path / "none.json", "--out", tmp_path / "m.json")
     assert bad.returncode == 1 and bad.stderr.strip().endswith("none.json: detections file not found")
 
 
 def test_evaluate_a_checkpoint_reproduces_the_run_metrics(trained_run, tmp_path):
+    """Training's final evaluation (of best.keras) and its in-training COCO evaluation of that
+    epoch print what tools/evaluate.py prints on best.keras."""
     run = trained_run.workdir
-    result = tool("tools/evaluate.py", "--weights", run / "checkpoints" / "last.keras", "--out", tmp_path / "m.json")
+    result = tool("tools/evaluate.py", "--weights", run / "checkpoints" / "best.keras", "--out", tmp_path / "m.json")
     assert result.returncode == 0, result.stderr
     again = json.loads((tmp_path / "m.json").read_text())
-    assert again["bbox"] == json.loads((run / "metrics.json").read_text())["bbox"]
+    final = json.loads((run / "metrics.json").read_text())
+    assert again["bbox"] == final["bbox"] and final["weights"] == "checkpoints/best.keras"
+    epoch = json.loads((run / "checkpoints" / "state.json").read_text())["best_epoch"]
+    assert final["epoch"] == epoch
+    for name in ("AP", "AP50", "AP75"):
+        assert trained_run.history[f"val_{name}"][epoch - 1] == again["bbox"][name], name
+        assert f"{name}={again['bbox'][name]:.3f}" in result.stdout
+    assert (tmp_path / "m_pr_curves.png").is_file() and (tmp_path / "m_confusion_matrix.png").is_file()
 
 
 def test_predict_writes_pictures_and_results_with_class_names(trained_run, tmp_path):
@@ -130,4 +150,4 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, shapes_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Epoch {done + 1}/{done + 1}" in result.stdout
     assert json.loads(state.read_text())["epoch"] == done + 1
-    assert "COCO AP50 (mAP@0.5) on the validation split" in result.stdout
+    assert "COCO AP50 (mAP@0.5) of checkpoints/best.keras (epoch " in result.stdout

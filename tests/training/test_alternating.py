@@ -8,6 +8,7 @@ from tensorboard.util import tensor_util
 
 from detectlab.errors import TrainingError
 from detectlab.training.runner import train
+from tests.conftest import tool
 from tests.training.test_training import scalar_tags
 
 NAMES = ["rpn_loss_cls", "rpn_loss_regr", "class_loss_cls", "class_loss_regr", "class_acc", "loss"]
@@ -50,6 +51,19 @@ def test_losses_go_down_and_the_run_is_evaluated(frcnn_run):
     assert h["class_loss_cls"][-1] < first
     metrics = json.loads((frcnn_run.workdir / "metrics.json").read_text())
     assert set(metrics["bbox"]["per_class"]) == {"square", "circle", "triangle"}
+
+
+def test_coco_evaluation_in_the_loop_prints_what_evaluate_py_prints(frcnn_run, tmp_path):
+    run = frcnn_run.workdir
+    assert len(frcnn_run.history["val_AP50"]) == 3 and "epoch_AP50" in scalar_tags(run / "logs" / "validation")
+    result = tool("tools/evaluate.py", "--weights", run / "checkpoints" / "epoch_003.keras", "--out", tmp_path / "m.json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    for name in ("AP", "AP50", "AP75"):
+        assert frcnn_run.history[f"val_{name}"][-1] == metrics["bbox"][name], name
+        assert f"{name}={metrics['bbox'][name]:.3f}" in result.stdout
+    for name, v in metrics["bbox"]["per_class"].items():
+        assert frcnn_run.history[f"val_AP50_{name}"][-1] == v["AP50"], name
 
 
 def test_resume_restores_both_optimizers(tmp_path, shapes_dir, tiny_cfg):
