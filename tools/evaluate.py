@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
-from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.errors import ConfigError, DataError  # noqa: E402
 from detectlab.utils import atomic_write_json  # noqa: E402
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = ArgumentParser(description="COCO / VOC evaluation", prog="evaluate.py")
     add_config_flags(p)
     p.add_argument("--weights", help="model weights (.keras checkpoint, .h5, Darknet .weights)")
@@ -34,13 +34,19 @@ def main() -> int:
     p.add_argument("--nms", type=unit_float, help="NMS IoU threshold (default: eval.nms_threshold)")
     p.add_argument("--max-detections", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from detectlab.evaluation.coco_eval import evaluate_results, format_metrics, load_results
 
     if args.detections or args.gt:
         if not (args.detections and args.gt):
             raise ConfigError("--gt and --detections go together (score a results file)")
-        metrics = evaluate_results(args.gt, load_results(args.detections))
+        from detectlab.data.coco import read_coco_json
+
+        gt, results = read_coco_json(Path(args.gt)), load_results(args.detections)
+        try:
+            metrics = evaluate_results(gt, results)
+        except DataError as exc:
+            raise DataError(f"{args.detections}: {exc}") from None
         atomic_write_json(args.out, metrics)
     else:
         if not args.weights:
@@ -78,10 +84,22 @@ def evaluate_checkpoint(args) -> dict:
     else:
         dataset = load_coco(args.data, args.images, True, cfg.data.invalid_boxes)
     model = model_from_config(cfg, args.weights, dataset)
+    warn_if_classes_differ(args.weights, dataset)
     out = Path(args.out)
     metrics = evaluate_model(model, cfg, dataset, out_dir=None)
     atomic_write_json(out, metrics)
     return metrics
+
+
+def warn_if_classes_differ(weights: str, dataset) -> None:
+    """A checkpoint trained on other class names scores ~0 on ``dataset``: say so."""
+    from detectlab.models.loading import saved_class_names
+    from detectlab.utils import log
+
+    saved = saved_class_names(weights)
+    if saved is not None and list(saved) != list(dataset.class_names):
+        log.warning("the classes differ: %s was trained on %s, %s has %s; AP compares them by position",
+                    weights, ", ".join(saved), dataset.annotation_file, ", ".join(dataset.class_names))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     python tools/predict.py --config RECIPE --weights FILE --images a.jpg b.jpg --out out/ --score 0.5 --nms 0.4
 
 ``results.json`` lists ``{"file_name", "category_id", "category", "bbox": [x, y, w, h], "score"}``
-per detection (``image_id`` is the position in the input list), plus ``segmentation`` (COCO
+per detection (``image_id``: the image's id in ``--data`` COCO.json, matched by ``file_name``;
+without ``--data``, the position in the input list), plus ``segmentation`` (COCO
 RLE of the full-size mask) for Mask R-CNN, whose masks are also drawn on the images.
 """
 
@@ -39,7 +40,49 @@ def image_paths(items: list[str]) -> list[Path]:
     return paths
 
 
-def main() -> int:
+def coco_image_ids(paths: list[Path], annotation_file: str) -> list[int]:
+    """The ids of ``paths`` in a COCO file, matched by ``file_name`` (as written, or its
+    last path components)."""
+    from detectlab.data.coco import read_coco_json
+
+    data = read_coco_json(Path(annotation_file))
+    by_name = {}
+    for image in data["images"]:
+        name = Path(str(image.get("file_name", "")))
+        for k in range(1, len(name.parts) + 1):
+            by_name.setdefault(Path(*name.parts[-k:]), []).append(image["id"])
+    ids = []
+    for path in paths:
+        resolved = path.resolve()
+        matches = next((by_name[Path(*resolved.parts[-k:])] for k in range(len(resolved.parts), 0, -1)
+                        if Path(*resolved.parts[-k:]) in by_name), None)
+        if matches is None:
+            raise DataError(f"{path}: not among the images of {annotation_file} (no file_name matches)")
+        if len(set(matches)) > 1:
+            raise DataError(f"{path}: matches several images of {annotation_file} ({', '.join(map(str, matches[:3]))})")
+        ids.append(matches[0])
+    return ids
+
+
+def highest_score_hint(predictor_args, model, images_of, count: int) -> str:
+    """'the highest score seen was S: --score T would show it' (one more pass, no threshold)."""
+    import math
+
+    from detectlab.inference.predictor import Predictor
+
+    image_size, _, nms, _, batch = predictor_args
+    probe = Predictor(model, image_size, 0.0, nms, 1, batch)
+    best = 0.0
+    for start in range(0, count, batch):
+        for det in probe.predict(images_of(start, start + batch)):
+            best = max([best, *map(float, det.scores)])
+    if best <= 0:
+        return "the model gave no box any score above 0"
+    shown = math.floor(best * 1000) / 1000 or float(f"{best:.1e}") * 0.99
+    return f"the highest score seen was {best:.4g}: --score {shown:g} would show it"
+
+
+def main(argv=None) -> int:
     p = ArgumentParser(description="detect objects in images", prog="predict.py")
     add_config_flags(p)
     p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
@@ -50,7 +93,8 @@ def main() -> int:
     p.add_argument("--max-detections", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
-    args = p.parse_args()
+    p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
+    args = p.parse_args(argv)
 
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
@@ -63,22 +107,31 @@ def main() -> int:
     if len(names) != model.num_classes:
         raise ConfigError(f"--class-names: {len(names)} names for a model with {model.num_classes} classes")
     pr = cfg.predict
-    predictor = Predictor(model, cfg.model.image_size, args.score if args.score is not None else pr.score_threshold,
-                          args.nms if args.nms is not None else pr.nms_threshold, args.max_detections or pr.max_detections,
-                          args.batch_size)
+    score = args.score if args.score is not None else pr.score_threshold
+    settings = (cfg.model.image_size, score, args.nms if args.nms is not None else pr.nms_threshold,
+                args.max_detections or pr.max_detections, args.batch_size)
+    predictor = Predictor(model, *settings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     paths = image_paths(args.images)
+    ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = [read_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
             for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
-                results.append({"image_id": start + k, "file_name": str(path), "category": names[int(cls)], **entry})
+                results.append({"image_id": ids[start + k], "file_name": str(path), "category": names[int(cls)], **entry})
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
+    if not results:
+        print(f"nothing scored --score {score:g} or more; "
+              + highest_score_hint(settings, model, lambda a, b: [read_rgb(q) for q in paths[a:b]], len(paths)))
+    if args.data:
+        print(f"image_id: the ids of {args.data}")
+    else:
+        print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
     return 0
 
 

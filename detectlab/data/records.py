@@ -96,6 +96,19 @@ class DetectionDataset:
             np.add.at(counts, r.class_ids[~r.iscrowd], 1)
         return counts
 
+    def subset(self, records: list[ImageRecord]) -> "DetectionDataset":
+        """These ``records`` only, with a ground truth holding only their images."""
+        keep = {r.image_id for r in records}
+        data = self.coco().dataset if self.annotation_file or self._coco is not None else None
+        out = DetectionDataset(list(records), self.class_names, self.category_ids, self.annotation_file)
+        if data is not None:
+            out._coco = quiet_coco({
+                **data,
+                "images": [i for i in data["images"] if i["id"] in keep],
+                "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
+            })
+        return out
+
     def coco(self):
         """The ground truth as a ``pycocotools.coco.COCO`` object (cached)."""
         if self._coco is None:
@@ -121,16 +134,85 @@ def quiet_coco(source):
 def read_image(record: ImageRecord) -> np.ndarray:
     """Decode an image file to RGB, checking it matches the size in the annotations."""
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations use stored pixels
-    image = cv2.imread(record.path, flags)
-    if image is None:
-        reason = "file not found" if not os.path.exists(record.path) else "cannot decode (corrupt or not an image)"
-        raise DataError(f"{record.path}: {reason}")
-    h, w = image.shape[:2]
-    if (w, h) != (record.width, record.height):
-        raise DataError(
-            f"{record.path}: image is {w}x{h} but the annotations say {record.width}x{record.height}"
-        )
+    if not os.path.exists(record.path):
+        raise DataError(f"{record.path}: file not found")
+    problem = truncated(record.path)  # before decoding: libjpeg would fill it with grey
+    image = None if problem else cv2.imread(record.path, flags)
+    if image is None and not problem:
+        problem = CORRUPT
+    problem = problem or _size_problem(record, *image.shape[1::-1])
+    if problem:
+        raise DataError(f"{record.path}: {problem}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+CORRUPT = "cannot decode (corrupt or not an image)"
+
+
+def _size_problem(record: ImageRecord, w: int, h: int) -> str | None:
+    if (w, h) != (record.width, record.height):
+        return f"image is {w}x{h} but the annotations say {record.width}x{record.height}"
+    return None
+
+
+def truncated(path: str) -> str | None:
+    """Why a JPEG / PNG file is cut short (no end marker / IEND chunk near its end), or None.
+
+    Decoders fill a truncated JPEG with grey and only print a warning without the file
+    name; the end marker is cheap to look for (the last kilobyte of the file).
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 1024))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker): corrupt image"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk): corrupt image"
+    return None
+
+
+def image_problem(record: ImageRecord) -> str | None:
+    """What is wrong with a record's image file, from its header and end only (no decode):
+    missing, not an image, truncated, or a size other than the annotations say."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(record.path):
+        return "file not found"
+    try:
+        with Image.open(record.path) as image:
+            w, h = image.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        return CORRUPT
+    return _size_problem(record, w, h) or truncated(record.path)
+
+
+def check_images(dataset: DetectionDataset, policy: str = "error", source: str = "") -> DetectionDataset:
+    """Check every image of ``dataset`` up front (:func:`image_problem`).
+
+    ``policy="error"`` stops at the first bad image with its path and reason;
+    ``"skip"`` drops the bad images and logs how many, and which.
+    """
+    from detectlab.utils import log
+
+    bad = []
+    for record in dataset.records:
+        problem = image_problem(record)
+        if problem and policy != "skip":
+            raise DataError(f"{record.path}: {problem} (set data.bad_images=skip to leave such images out)")
+        if problem:
+            bad.append((record, problem))
+    if bad:
+        shown = "; ".join(f"{r.path}: {why}" for r, why in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source or dataset.annotation_file,
+                    len(bad), len(dataset), shown)
+        dropped = {id(r) for r, _ in bad}
+        kept = [r for r in dataset.records if id(r) not in dropped]
+        if not kept:
+            raise DataError(f"{source or dataset.annotation_file}: no usable image left after skipping {len(bad)} bad ones")
+        return dataset.subset(kept)
+    return dataset
 
 
 def decode_masks(record: ImageRecord) -> np.ndarray:
