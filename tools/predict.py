@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
 
+    paths = image_paths(args.images)
+    ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
     model = model_from_config(cfg, args.weights)
     names = args.class_names.split(",") if args.class_names else model.class_names
@@ -114,8 +116,6 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    paths = image_paths(args.images)
-    ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = [read_rgb(path) for path in chunk]

@@ -2,7 +2,6 @@
 is skipped and counted when the recipe says so (``data.invalid_boxes``, ``data.bad_images``)."""
 
 import json
-import logging
 
 import cv2
 import numpy as np
@@ -32,16 +31,6 @@ def write_coco(root, n=3, annotations=None, images=None, ext="jpg"):
     path = root / "mine.json"
     path.write_text(json.dumps(data))  # NaN / Infinity are written the way Python's json writes them
     return path
-
-
-@pytest.fixture
-def detectlab_log(caplog):
-    """Records of the ``detectlab`` logger (which does not propagate once tools ran)."""
-    logger = logging.getLogger("detectlab")
-    propagate, logger.propagate = logger.propagate, True
-    caplog.set_level(logging.INFO, logger="detectlab")
-    yield caplog
-    logger.propagate = propagate
 
 
 def _one_line(err) -> str:
