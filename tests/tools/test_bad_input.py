@@ -20,12 +20,18 @@ TINY = str(INSTANT / "yolov3_tiny_instant.yaml")
 _TOOLS = {}
 
 
-def call(capsys, tool: str, *argv) -> tuple[int, str, list[str]]:
-    """Run ``tools/<tool>.py`` with ``argv``: exit code, stdout, non-empty stderr lines."""
+def tool_module(tool: str):
+    """``tools/<tool>.py`` imported as a module (once)."""
     if tool not in _TOOLS:
         spec = importlib.util.spec_from_file_location(f"detectlab_tool_{tool}", ROOT / "tools" / f"{tool}.py")
         _TOOLS[tool] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(_TOOLS[tool])
+    return _TOOLS[tool]
+
+
+def call(capsys, tool: str, *argv) -> tuple[int, str, list[str]]:
+    """Run ``tools/<tool>.py`` with ``argv``: exit code, stdout, non-empty stderr lines."""
+    tool_module(tool)
     capsys.readouterr()
     logger = logging.getLogger("detectlab")
     handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
@@ -72,6 +78,20 @@ def test_workdir_that_is_a_file(capsys, tmp_path):
     (tmp_path / "run").write_text("not a folder")
     assert_one_line(call(capsys, "train", "--config", TINY, "--workdir", tmp_path / "run"), 2,
                     f"--workdir {tmp_path / 'run'}: is a file, not a folder")
+
+
+def test_own_data_without_val_is_validated_on_a_stated_share_of_itself_never_on_shapes():
+    train_tool = tool_module("train")
+
+    def overrides(*argv, fraction=0.0):
+        args = train_tool.parse_args(["--config", TINY, "--workdir", "w", *argv])
+        return train_tool.overrides_from_flags(args, False, fraction)
+
+    assert overrides("--data", "mine.json")[-2:] == ["data.val=null", "data.val_fraction=0.1"]
+    assert overrides("--data", "mine.json", fraction=0.25)[-1] == "data.val_fraction=0.25"  # --set data.val_fraction
+    assert overrides("--data", "mine.json", "--val", "v.json")[-1] == "data.val=v.json"
+    assert overrides("--data", "mine.json", "--val", "none")[-1] == "data.val=null"
+    assert overrides("--data", "shapes")[-1] == "data.val=shapes"
 
 
 # ------------------------------------------------------------------- broken data
@@ -214,6 +234,7 @@ def test_evaluate_warns_when_the_checkpoint_has_other_class_names(capsys, tmp_pa
 # ------------------------------------------------------------------- own data, resume, faults
 
 
+@pytest.mark.slow  # three short runs (~1 min on 2 shared cores); each part also has a fast test
 def test_own_data_validates_on_itself_resume_applies_lr_and_a_full_disk_keeps_the_last_checkpoint(
         capsys, tmp_path, shapes_dir, detectlab_log, monkeypatch):
     data = json.loads((shapes_dir / "instances_train.json").read_text())

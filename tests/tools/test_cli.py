@@ -132,3 +132,4 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, shapes_dir):
     assert f"Epoch {done + 1}/{done + 1}" in result.stdout
     assert json.loads(state.read_text())["epoch"] == done + 1
     assert "COCO AP50 (mAP@0.5) on the validation split" in result.stdout
+    assert "oneDNN" not in result.stderr  # TensorFlow's C++ chatter is not for the user
