@@ -13,6 +13,7 @@ def test_native_stderr_filter_drops_only_the_noise(capfd, monkeypatch):
         os.write(2, b"error: a.json: kept\n")
         print("[detectlab] kept too", file=sys.stderr)
     err = capfd.readouterr().err
-    assert sorted(err.splitlines()) == ["[detectlab] kept too", "error: a.json: kept"]
+    lines = err.splitlines()  # (other tests' leftover threads may write here too)
+    assert "error: a.json: kept" in lines and "[detectlab] kept too" in lines and "oneDNN" not in err, err
     os.write(2, b"oneDNN supports DT_INT32 only on platforms with AVX-512 (after: not filtered)\n")
     assert "after: not filtered" in capfd.readouterr().err

@@ -138,9 +138,12 @@ def main(argv=None) -> int:
 def read_rgb(path: Path):
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from detectlab.data.records import CORRUPT, truncated
+
+    problem = truncated(str(path))
+    image = None if problem else cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DataError(f"{path}: cannot decode (corrupt or not an image)")
+        raise DataError(f"{path}: {problem or CORRUPT}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
