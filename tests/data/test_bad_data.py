@@ -78,17 +78,18 @@ def test_non_finite_boxes_stop_or_are_skipped_and_counted(tmp_path, bbox, detect
     assert f"{path}: skipped 1 invalid boxes (data.invalid_boxes=skip)" in detectlab_log.messages
 
 
-def _truncate(path, keep=0.6):
+def _truncate(path, keep=0.6):  # (0.6 cuts into the image data; 0.1 into the headers)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-@pytest.mark.parametrize("ext, reason", [("jpg", "truncated JPEG (no end-of-image marker): corrupt image"),
-                                         ("png", "truncated PNG (no IEND chunk): corrupt image")])
-def test_truncated_images_are_corrupt_when_read_and_up_front(tmp_path, ext, reason):
+@pytest.mark.parametrize("ext, keep, reason", [("jpg", 0.6, "truncated JPEG (no end-of-image marker): corrupt image"),
+                                               ("jpg", 0.1, "truncated JPEG (no end-of-image marker): corrupt image"),
+                                               ("png", 0.6, "truncated PNG (no IEND chunk): corrupt image")])
+def test_truncated_images_are_corrupt_when_read_and_up_front(tmp_path, ext, keep, reason):
     path = write_coco(tmp_path, 3, ext=ext)
     image = tmp_path / f"img1.{ext}"
-    _truncate(image)
+    _truncate(image, keep)
     dataset = load_coco(path)
     with pytest.raises(DataError) as err:
         read_image(dataset[1])
@@ -101,7 +102,7 @@ def test_truncated_images_are_corrupt_when_read_and_up_front(tmp_path, ext, reas
 def test_bad_images_skip_counts_and_lists_them_and_drops_them_from_the_ground_truth(tmp_path, detectlab_log):
     path = write_coco(tmp_path, 4)
     _truncate(tmp_path / "img1.jpg")
-    (tmp_path / "img2.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "img2.jpg").write_bytes(b"<html>not an image</html>")
     cv2.imwrite(str(tmp_path / "img3.jpg"), np.zeros((31, 40, 3), np.uint8))  # size differs from the JSON
     cfg = load_config(INSTANT / "yolov3_tiny_instant.yaml", [f"data.train={path}", "data.val=null", "data.bad_images=skip"])
     dataset = load_split(cfg, "train")
@@ -136,3 +137,11 @@ def test_holdout_split_is_seeded_disjoint_and_has_its_own_ground_truth(tmp_path,
     assert f"validating on 2 images held out of {path} (data.val_fraction=0.2, seed 0); pass --val to choose them" in detectlab_log.messages
     with pytest.raises(DataError, match=r"cannot hold out 20% of 1 images for validation; pass --val \(or --val none\)"):
         holdout_split(load_coco(write_coco(tmp_path / "one", 1)), 0.2, 0)
+
+
+def test_a_jpeg_with_a_trailer_after_its_end_marker_is_not_truncated(tmp_path):
+    path = write_coco(tmp_path, 1)
+    image = tmp_path / "img0.jpg"
+    image.write_bytes(image.read_bytes() + b"SEFH" + bytes(4000) + b"SEFT")  # as some phone cameras append
+    check_images(load_coco(path))
+    assert read_image(load_coco(path)[0]).shape == (30, 40, 3)

@@ -108,7 +108,7 @@ def test_corrupt_image_in_a_worker_process_is_one_line(tmp_path, shapes_dir):
                   "--val", "none", "--workers", "2", "--set", "train.use_multiprocessing=true")
     assert result.returncode == 1, result.stderr[-2000:]
     lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert lines == [f"error: {train_dir / '000005.jpg'}: cannot decode (corrupt or not an image) "
+    assert lines == [f"error: {train_dir / '000005.jpg'}: truncated JPEG (no end-of-image marker): corrupt image "
                      "(set data.bad_images=skip to leave such images out)"], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
