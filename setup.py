@@ -19,6 +19,7 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "h5py>=3.8",
+        "pillow>=9.0",  # image headers: sizes checked before training without decoding
     ],
     extras_require={
         "test": ["pytest>=7.4"],
