@@ -323,6 +323,17 @@ _ONE = _at_least(1)
 # entries are checked item by item ("train.stages.lr" covers every stage).
 RANGES = {
     "model.num_classes": _ONE, "model.image_size": _ONE,
+    # family fields (a family without the field is not affected)
+    "model.width": _POSITIVE, "model.anchors": _POSITIVE, "model.anchor_masks": _at_least(0),
+    "model.ignore_thresh": _UNIT, "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
+    "model.anchor_scales": _POSITIVE, "model.anchor_ratios": _POSITIVE, "model.anchor_stride": _ONE,
+    "model.rpn_positive_iou": _UNIT, "model.rpn_negative_iou": _UNIT, "model.rpn_samples": _ONE,
+    "model.rpn_regr_std": _POSITIVE, "model.classifier_regr_std": _POSITIVE, "model.proposals_pre_nms": _ONE,
+    "model.proposals_nms": _UNIT, "model.proposals": _ONE, "model.proposals_training": _ONE,
+    "model.proposals_inference": _ONE, "model.num_rois": _ONE, "model.train_rois": _ONE,
+    "model.roi_fg_iou": _UNIT, "model.roi_bg_iou": _UNIT, "model.roi_positive_ratio": _UNIT,
+    "model.pool_size": _ONE, "model.mask_pool_size": _ONE, "model.mini_mask": _ONE, "model.fc_size": _ONE,
+    "model.fpn_channels": _ONE, "model.dropout": _FRACTION, "model.weight_decay": _NOT_NEGATIVE,
     "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _at_least(32),
     "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
