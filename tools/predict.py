@@ -78,8 +78,8 @@ def highest_score_hint(predictor_args, model, images_of, count: int) -> str:
             best = max([best, *map(float, det.scores)])
     if best <= 0:
         return "the model gave no box any score above 0"
-    shown = math.floor(best * 1000) / 1000 or float(f"{best:.1e}") * 0.99
-    return f"the highest score seen was {best:.4g}: --score {shown:g} would show it"
+    step = 10.0 ** (math.floor(math.log10(best)) - 2)  # three significant digits, rounded down
+    return f"the highest score seen was {best:.4g}: --score {math.floor(best / step) * step:.3g} would show it"
 
 
 def main(argv=None) -> int:
