@@ -61,6 +61,7 @@ def evaluate_checkpoint(args) -> dict:
     import dataclasses
 
     from detectlab.data.coco import load_coco
+    from detectlab.data.image_check import check_images
     from detectlab.data.loading import load_split
     from detectlab.evaluation.evaluate import evaluate_model
     from detectlab.models.loading import model_from_config
@@ -82,7 +83,7 @@ def evaluate_checkpoint(args) -> dict:
         if dataset is None:
             raise ConfigError("--data is required: the recipe has no validation split")
     else:
-        dataset = load_coco(args.data, args.images, True, cfg.data.invalid_boxes)
+        dataset = check_images(load_coco(args.data, args.images, True, cfg.data.invalid_boxes), cfg.data.bad_images)
     model = model_from_config(cfg, args.weights, dataset)
     warn_if_classes_differ(args.weights, dataset)
     out = Path(args.out)

@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
     args = p.parse_args(argv)
 
+    from detectlab.data.image_check import truncated
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
@@ -103,6 +104,10 @@ def main(argv=None) -> int:
 
     paths = image_paths(args.images)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
+    for path in paths:  # a truncated JPEG would decode half grey
+        problem = truncated(str(path))
+        if problem:
+            raise DataError(f"{path}: {problem}")
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
     model = model_from_config(cfg, args.weights)
     names = args.class_names.split(",") if args.class_names else model.class_names
@@ -138,12 +143,9 @@ def main(argv=None) -> int:
 def read_rgb(path: Path):
     import cv2
 
-    from detectlab.data.records import CORRUPT, truncated
-
-    problem = truncated(str(path))
-    image = None if problem else cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DataError(f"{path}: {problem or CORRUPT}")
+        raise DataError(f"{path}: cannot decode (corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from detectlab.config import Config
-from detectlab.data.records import DetectionDataset, check_images
+from detectlab.data.image_check import check_images
+from detectlab.data.records import DetectionDataset
 from detectlab.data.shapes import write_shapes_dataset
 from detectlab.errors import ConfigError, DataError
 from detectlab.registry import DATASET_FORMATS

@@ -134,94 +134,16 @@ def quiet_coco(source):
 def read_image(record: ImageRecord) -> np.ndarray:
     """Decode an image file to RGB, checking it matches the size in the annotations."""
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations use stored pixels
-    if not os.path.exists(record.path):
-        raise DataError(f"{record.path}: file not found")
-    problem = truncated(record.path)  # before decoding: libjpeg would fill it with grey
-    image = None if problem else cv2.imread(record.path, flags)
-    if image is None and not problem:
-        problem = CORRUPT
-    problem = problem or _size_problem(record, *image.shape[1::-1])
-    if problem:
-        raise DataError(f"{record.path}: {problem}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-CORRUPT = "cannot decode (corrupt or not an image)"
-
-
-def _size_problem(record: ImageRecord, w: int, h: int) -> str | None:
+    image = cv2.imread(record.path, flags)
+    if image is None:
+        reason = "file not found" if not os.path.exists(record.path) else "cannot decode (corrupt or not an image)"
+        raise DataError(f"{record.path}: {reason}")
+    h, w = image.shape[:2]
     if (w, h) != (record.width, record.height):
-        return f"image is {w}x{h} but the annotations say {record.width}x{record.height}"
-    return None
-
-
-def truncated(path: str) -> str | None:
-    """Why a JPEG / PNG file is cut short (no end marker / IEND chunk near its end), or None.
-
-    Decoders fill a truncated JPEG with grey and only print a warning without the file
-    name; the end marker is cheap to look for (the last kilobyte of the file; only when it
-    is not there is the whole file read, to allow trailers after the image).
-    """
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 1024))
-        tail = f.read()
-        if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
-            # data after the image (camera trailers) is allowed: the last scan must end
-            f.seek(0)
-            data = f.read()
-            end = data.rfind(b"\xff\xd9")
-            if end < 0 or end < data.rfind(b"\xff\xda"):
-                return "truncated JPEG (no end-of-image marker): corrupt image"
-    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
-        return "truncated PNG (no IEND chunk): corrupt image"
-    return None
-
-
-def image_problem(record: ImageRecord) -> str | None:
-    """What is wrong with a record's image file, from its header and end only (no decode):
-    missing, not an image, truncated, or a size other than the annotations say."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(record.path):
-        return "file not found"
-    cut = truncated(record.path)
-    if cut:
-        return cut
-    try:
-        with Image.open(record.path) as image:
-            w, h = image.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return CORRUPT
-    return _size_problem(record, w, h)
-
-
-def check_images(dataset: DetectionDataset, policy: str = "error", source: str = "") -> DetectionDataset:
-    """Check every image of ``dataset`` up front (:func:`image_problem`).
-
-    ``policy="error"`` stops at the first bad image with its path and reason;
-    ``"skip"`` drops the bad images and logs how many, and which.
-    """
-    from detectlab.utils import log
-
-    bad = []
-    for record in dataset.records:
-        problem = image_problem(record)
-        if problem and policy != "skip":
-            raise DataError(f"{record.path}: {problem} (set data.bad_images=skip to leave such images out)")
-        if problem:
-            bad.append((record, problem))
-    if bad:
-        shown = "; ".join(f"{r.path}: {why}" for r, why in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source or dataset.annotation_file,
-                    len(bad), len(dataset), shown)
-        dropped = {id(r) for r, _ in bad}
-        kept = [r for r in dataset.records if id(r) not in dropped]
-        if not kept:
-            raise DataError(f"{source or dataset.annotation_file}: no usable image left after skipping {len(bad)} bad ones")
-        return dataset.subset(kept)
-    return dataset
+        raise DataError(
+            f"{record.path}: image is {w}x{h} but the annotations say {record.width}x{record.height}"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_masks(record: ImageRecord) -> np.ndarray:
