@@ -96,11 +96,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
     args = p.parse_args(argv)
 
-    from detectlab.data.image_check import truncated
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
+    from detectlab.data.image_check import truncated
 
     paths = image_paths(args.images)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
