@@ -13,13 +13,13 @@ setup(
         "keras>=3.3",
         "numpy>=1.26",
         "opencv-python-headless>=4.8",
+        "pillow>=9.0",  # image headers: sizes checked before training without decoding
         "pycocotools>=2.0.7",
         "albumentations>=2.0,<2.1",
         "tensorboard>=2.16",
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "h5py>=3.8",
-        "pillow>=9.0",  # image headers: sizes checked before training without decoding
     ],
     extras_require={
         "test": ["pytest>=7.4"],
