@@ -64,18 +64,15 @@ def coco_image_ids(paths: list[Path], annotation_file: str) -> list[int]:
     return ids
 
 
-def highest_score_hint(predictor_args, model, images_of, count: int) -> str:
-    """'the highest score seen was S: --score T would show it' (one more pass, no threshold)."""
+def best_score(probe, images) -> float:
+    """The highest score ``probe`` (a Predictor without a score threshold) gives ``images``."""
+    return max((float(s) for det in probe.predict(images) for s in det.scores), default=0.0)
+
+
+def score_hint(best: float) -> str:
+    """'the highest score seen was S: --score T would show it' (T: S rounded down)."""
     import math
 
-    from detectlab.inference.predictor import Predictor
-
-    image_size, _, nms, _, batch = predictor_args
-    probe = Predictor(model, image_size, 0.0, nms, 1, batch)
-    best = 0.0
-    for start in range(0, count, batch):
-        for det in probe.predict(images_of(start, start + batch)):
-            best = max([best, *map(float, det.scores)])
     if best <= 0:
         return "the model gave no box any score above 0"
     step = 10.0 ** (math.floor(math.log10(best)) - 2)  # three significant digits, rounded down
@@ -120,7 +117,7 @@ def main(argv=None) -> int:
     predictor = Predictor(model, *settings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, probe, best = [], None, 0.0
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = [read_rgb(path) for path in chunk]
@@ -128,11 +125,13 @@ def main(argv=None) -> int:
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
             for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
                 results.append({"image_id": ids[start + k], "file_name": str(path), "category": names[int(cls)], **entry})
+        if not results:  # nothing shown yet: remember the best score below --score, for the hint
+            probe = probe or Predictor(model, settings[0], 0.0, settings[2], 1, settings[4])
+            best = max(best, best_score(probe, images))
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
     if not results:
-        print(f"nothing scored --score {score:g} or more; "
-              + highest_score_hint(settings, model, lambda a, b: [read_rgb(q) for q in paths[a:b]], len(paths)))
+        print(f"nothing scored --score {score:g} or more; {score_hint(best)}")
     if args.data:
         print(f"image_id: the ids of {args.data}")
     else:
