@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from detectlab._quiet import filtered_native_stderr
 from detectlab.config import Config, load_config
 from detectlab.errors import ConfigError, DetectlabError
 from detectlab.utils import setup_logging
@@ -24,7 +25,8 @@ def run(main: Callable[[], int | None]) -> None:
     """Run a tool's ``main``; user errors become one line on stderr and exit code 1 or 2."""
     setup_logging()
     try:
-        code = main() or 0
+        with filtered_native_stderr():
+            code = main() or 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2

@@ -64,6 +64,12 @@ class DataConfig:
     # A box of zero size, or entirely outside its image: "error" stops with the annotation
     # id; "skip" drops it and logs the count. Boxes partly outside are clipped.
     invalid_boxes: Literal["error", "skip"] = "error"
+    # Every image is checked before training (header, size, end marker; no full decode):
+    # "error" stops at the first bad one with its path; "skip" leaves bad images out and
+    # logs how many and which.
+    bad_images: Literal["error", "skip"] = "error"
+    # With `val` null: hold out this share of the training images (seeded) for validation.
+    val_fraction: float = 0.0
     max_boxes: int = 100  # ground-truth boxes per image passed to in-graph losses
 
 
@@ -308,7 +314,79 @@ def config_from_dict(data: dict, source: str = "<config>") -> Config:
         model_cls = MODELS.get(family).config_class
     except RegistryError as exc:
         raise ConfigError(f"{source}: model.family: {exc}") from None
-    return _build(Config, data, source, "", overrides={"model": model_cls})
+    cfg = _build(Config, data, source, "", overrides={"model": model_cls})
+    check_ranges(cfg, source)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- ranges
+
+def _at_least(low):
+    return (lambda v: v >= low), f"at least {low}" if low else "0 or more"
+
+
+_POSITIVE = (lambda v: v > 0), "a positive number"
+_UNIT = (lambda v: 0 <= v <= 1), "in [0, 1]"
+_FRACTION = (lambda v: 0 <= v < 1), "in [0, 1)"
+_NOT_NEGATIVE = (lambda v: v >= 0), "0 or more"
+_ONE = _at_least(1)
+
+# The range of every numeric field (the same as the command-line flag setting it, where
+# there is one), checked once the recipe is typed. Keys are "section.field"; list/dict
+# entries are checked item by item ("train.stages.lr" covers every stage).
+RANGES = {
+    "model.num_classes": _ONE, "model.image_size": _ONE,
+    # family fields (a family without the field is not affected)
+    "model.width": _POSITIVE, "model.anchors": _POSITIVE, "model.anchor_masks": _at_least(0),
+    "model.ignore_thresh": _UNIT, "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
+    "model.anchor_scales": _POSITIVE, "model.anchor_ratios": _POSITIVE, "model.anchor_stride": _ONE,
+    "model.rpn_positive_iou": _UNIT, "model.rpn_negative_iou": _UNIT, "model.rpn_samples": _ONE,
+    "model.rpn_regr_std": _POSITIVE, "model.classifier_regr_std": _POSITIVE, "model.proposals_pre_nms": _ONE,
+    "model.proposals_nms": _UNIT, "model.proposals": _ONE, "model.proposals_training": _ONE,
+    "model.proposals_inference": _ONE, "model.num_rois": _ONE, "model.train_rois": _ONE,
+    "model.roi_fg_iou": _UNIT, "model.roi_bg_iou": _UNIT, "model.roi_positive_ratio": _UNIT,
+    "model.pool_size": _ONE, "model.mask_pool_size": _ONE, "model.mini_mask": _ONE, "model.fc_size": _ONE,
+    "model.fpn_channels": _ONE, "model.dropout": _FRACTION, "model.weight_decay": _NOT_NEGATIVE,
+    "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _at_least(32),
+    "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
+    "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
+    "augment.saturation": _at_least(1), "augment.value": _at_least(1),
+    "loss.weights": ((lambda v: not v < 0), "0 or more"),  # NaN passes: it is how tests trip the NaN guard
+    "train.epochs": _ONE, "train.steps_per_epoch": _ONE, "train.validation_steps": _ONE, "train.batch_size": _ONE,
+    "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.warmup_steps": _at_least(0),
+    "train.stages.epochs": _ONE, "train.stages.lr": _POSITIVE,
+    "train.reduce_lr_on_plateau.factor": ((lambda v: 0 < v < 1), "in (0, 1)"),
+    "train.reduce_lr_on_plateau.patience": _at_least(0), "train.reduce_lr_on_plateau.min_lr": _NOT_NEGATIVE,
+    "train.early_stopping.patience": _at_least(0), "train.early_stopping.min_delta": _NOT_NEGATIVE,
+    "train.workers": _at_least(0), "train.max_queue_size": _ONE, "train.mirrored_devices": _at_least(0),
+    "train.seed": _at_least(0), "train.checkpoint_keep": _at_least(0), "train.verbose": ((lambda v: v in (0, 1, 2)), "0, 1 or 2"),
+    "eval.score_threshold": _UNIT, "eval.nms_threshold": _UNIT, "eval.max_detections": _ONE, "eval.batch_size": _ONE,
+    "predict.score_threshold": _UNIT, "predict.nms_threshold": _UNIT, "predict.max_detections": _ONE,
+}
+
+
+def check_ranges(cfg: Config, source: str = "<config>") -> None:
+    """Raise ``ConfigError`` naming the first numeric value outside :data:`RANGES`."""
+
+    def visit(value, key: str, where: str) -> None:
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                visit(getattr(value, f.name), f"{key}.{f.name}".lstrip("."), f"{where}.{f.name}".lstrip("."))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, key, f"{where}[{i}]")
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                visit(item, key, f"{where}.{name}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key in RANGES:
+            accept, expected = RANGES[key]
+            if not accept(value):
+                raise ConfigError(f"{source}: {where}: expected {expected}, got {value!r}")
+
+    visit(cfg, "", "")
+    lo, hi = cfg.augment.scale
+    if lo > hi:
+        raise ConfigError(f"{source}: augment.scale: expected [low, high] with low <= high, got [{lo}, {hi}]")
 
 
 def _families() -> list[str]:

@@ -59,6 +59,20 @@ def tiny_cfg():
     return make
 
 
+@pytest.fixture
+def detectlab_log(caplog):
+    """``caplog`` holding the ``detectlab`` logger's records, each once (the tools' own
+    stderr handler is not installed while this is in use)."""
+    import logging
+
+    logger = logging.getLogger("detectlab")
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [caplog.handler], False
+    caplog.set_level(logging.INFO, logger="detectlab")
+    yield caplog
+    logger.handlers, logger.propagate = handlers, propagate
+
+
 @pytest.fixture(autouse=True)
 def _float32_policy():
     """Each test starts (and ends) with the float32 policy."""

@@ -68,3 +68,38 @@ def test_round_trip_through_yaml(tmp_path):
     cfg.save(tmp_path / "c.yaml")
     again = load_config(tmp_path / "c.yaml")
     assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=-5", "train.lr: expected a positive number, got -5.0"),
+        ("train.epochs=-1", "train.epochs: expected at least 1, got -1"),
+        ("train.batch_size=0", "train.batch_size: expected at least 1, got 0"),
+        ("train.workers=-2", "train.workers: expected 0 or more, got -2"),
+        ("train.stages=[{epochs: 2, lr: 0}]", "train.stages[0].lr: expected a positive number, got 0.0"),
+        ("eval.score_threshold=1.5", "eval.score_threshold: expected in [0, 1], got 1.5"),
+        ("predict.max_detections=0", "predict.max_detections: expected at least 1, got 0"),
+        ("model.image_size=0", "model.image_size: expected at least 1, got 0"),
+        ("model.ignore_thresh=1.2", "model.ignore_thresh: expected in [0, 1], got 1.2"),
+        ("model.anchors=[[8, 8], [-1, 12]]", "model.anchors[1][0]: expected a positive number, got -1.0"),
+        ("data.max_boxes=0", "data.max_boxes: expected at least 1, got 0"),
+        ("data.val_fraction=1", "data.val_fraction: expected in [0, 1), got 1.0"),
+        ("augment.hflip=2", "augment.hflip: expected in [0, 1], got 2.0"),
+        ("augment.scale=[2, 1]", "augment.scale: expected [low, high] with low <= high, got [2.0, 1.0]"),
+        ("loss.weights={yolo_xy_loss: -1}", "loss.weights.yolo_xy_loss: expected 0 or more, got -1.0"),
+        ("train.reduce_lr_on_plateau={factor: 1.5}", "train.reduce_lr_on_plateau.factor: expected in (0, 1), got 1.5"),
+    ],
+)
+def test_numeric_values_are_range_checked_where_the_recipe_loads(tmp_path, override, message):
+    recipe = ROOT / "models" / "yolov3_tiny_shapes.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe, [override])
+    assert str(err.value) == f"{recipe}: {message}"
+
+
+def test_a_zero_batch_size_in_yaml_is_one_line_naming_the_key(tmp_path):
+    path = _write(tmp_path, f"base: {ROOT / 'models' / 'yolov3_tiny_shapes.yaml'}\ntrain: {{batch_size: 0}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: train.batch_size: expected at least 1, got 0"

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
-from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.errors import ConfigError, DataError  # noqa: E402
 from detectlab.utils import atomic_write_json  # noqa: E402
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = ArgumentParser(description="COCO / VOC evaluation", prog="evaluate.py")
     add_config_flags(p)
     p.add_argument("--weights", help="model weights (.keras checkpoint, .h5, Darknet .weights)")
@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--confusion-score", type=unit_float,
                    help="score threshold of the confusion matrix (default: predict.score_threshold, 0.3)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from detectlab.data.records import quiet_coco
     from detectlab.evaluation.coco_eval import evaluate_results, format_metrics, load_results
     from detectlab.evaluation.plots import write_report
@@ -48,8 +48,13 @@ def main() -> int:
     if args.detections or args.gt:
         if not (args.detections and args.gt):
             raise ConfigError("--gt and --detections go together (score a results file)")
-        coco_gt, results = quiet_coco(args.gt), load_results(args.detections)
-        metrics = evaluate_results(coco_gt, results, evaluators=evaluators)
+        from detectlab.data.coco import read_coco_json
+
+        coco_gt, results = quiet_coco(read_coco_json(Path(args.gt))), load_results(args.detections)
+        try:
+            metrics = evaluate_results(coco_gt, results, evaluators=evaluators)
+        except DataError as exc:
+            raise DataError(f"{args.detections}: {exc}") from None
         atomic_write_json(args.out, metrics)
         confusion_score = 0.3 if args.confusion_score is None else args.confusion_score
     else:
@@ -69,6 +74,7 @@ def evaluate_checkpoint(args, evaluators: dict):
     import dataclasses
 
     from detectlab.data.coco import load_coco
+    from detectlab.data.image_check import check_images
     from detectlab.data.loading import load_split
     from detectlab.evaluation.evaluate import Evaluator
     from detectlab.models.loading import model_from_config
@@ -90,13 +96,25 @@ def evaluate_checkpoint(args, evaluators: dict):
         if dataset is None:
             raise ConfigError("--data is required: the recipe has no validation split")
     else:
-        dataset = load_coco(args.data, args.images, True, cfg.data.invalid_boxes)
+        dataset = check_images(load_coco(args.data, args.images, True, cfg.data.invalid_boxes), cfg.data.bad_images)
     model = model_from_config(cfg, args.weights, dataset)
+    warn_if_classes_differ(args.weights, dataset)
     out = Path(args.out)
     evaluation = Evaluator(model, cfg, dataset).run(evaluators)
     atomic_write_json(out, evaluation.metrics)
     score = cfg.predict.score_threshold if args.confusion_score is None else args.confusion_score
     return evaluation.metrics, dataset.coco(), evaluation.results, score
+
+
+def warn_if_classes_differ(weights: str, dataset) -> None:
+    """A checkpoint trained on other class names scores ~0 on ``dataset``: say so."""
+    from detectlab.models.loading import saved_class_names
+    from detectlab.utils import log
+
+    saved = saved_class_names(weights)
+    if saved is not None and list(saved) != list(dataset.class_names):
+        log.warning("the classes differ: %s was trained on %s, %s has %s; AP compares them by position",
+                    weights, ", ".join(saved), dataset.annotation_file, ", ".join(dataset.class_names))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     python tools/predict.py --config RECIPE --weights FILE --images a.jpg b.jpg --out out/ --score 0.5 --nms 0.4
 
 ``results.json`` lists ``{"file_name", "category_id", "category", "bbox": [x, y, w, h], "score"}``
-per detection (``image_id`` is the position in the input list), plus ``segmentation`` (COCO
+per detection (``image_id``: the image's id in ``--data`` COCO.json, matched by ``file_name``;
+without ``--data``, the position in the input list), plus ``segmentation`` (COCO
 RLE of the full-size mask) for Mask R-CNN, whose masks are also drawn on the images.
 """
 
@@ -39,7 +40,46 @@ def image_paths(items: list[str]) -> list[Path]:
     return paths
 
 
-def main() -> int:
+def coco_image_ids(paths: list[Path], annotation_file: str) -> list[int]:
+    """The ids of ``paths`` in a COCO file, matched by ``file_name`` (as written, or its
+    last path components)."""
+    from detectlab.data.coco import read_coco_json
+
+    data = read_coco_json(Path(annotation_file))
+    by_name = {}
+    for image in data["images"]:
+        name = Path(str(image.get("file_name", "")))
+        for k in range(1, len(name.parts) + 1):
+            by_name.setdefault(Path(*name.parts[-k:]), []).append(image["id"])
+    ids = []
+    for path in paths:
+        resolved = path.resolve()
+        matches = next((by_name[Path(*resolved.parts[-k:])] for k in range(len(resolved.parts), 0, -1)
+                        if Path(*resolved.parts[-k:]) in by_name), None)
+        if matches is None:
+            raise DataError(f"{path}: not among the images of {annotation_file} (no file_name matches)")
+        if len(set(matches)) > 1:
+            raise DataError(f"{path}: matches several images of {annotation_file} ({', '.join(map(str, matches[:3]))})")
+        ids.append(matches[0])
+    return ids
+
+
+def best_score(probe, images) -> float:
+    """The highest score ``probe`` (a Predictor without a score threshold) gives ``images``."""
+    return max((float(s) for det in probe.predict(images) for s in det.scores), default=0.0)
+
+
+def score_hint(best: float) -> str:
+    """'the highest score seen was S: --score T would show it' (T: S rounded down)."""
+    import math
+
+    if best <= 0:
+        return "the model gave no box any score above 0"
+    step = 10.0 ** (math.floor(math.log10(best)) - 2)  # three significant digits, rounded down
+    return f"the highest score seen was {best:.4g}: --score {math.floor(best / step) * step:.3g} would show it"
+
+
+def main(argv=None) -> int:
     p = ArgumentParser(description="detect objects in images", prog="predict.py")
     add_config_flags(p)
     p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
@@ -50,36 +90,53 @@ def main() -> int:
     p.add_argument("--max-detections", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
-    args = p.parse_args()
+    p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
+    args = p.parse_args(argv)
 
     from detectlab.data.records import decode_rgb
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
+    from detectlab.data.image_check import truncated
 
+    paths = image_paths(args.images)
+    ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
+    for path in paths:  # a truncated JPEG would decode half grey
+        problem = truncated(str(path))
+        if problem:
+            raise DataError(f"{path}: {problem}")
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
     model = model_from_config(cfg, args.weights)
     names = args.class_names.split(",") if args.class_names else model.class_names
     if len(names) != model.num_classes:
         raise ConfigError(f"--class-names: {len(names)} names for a model with {model.num_classes} classes")
     pr = cfg.predict
-    predictor = Predictor(model, cfg.model.image_size, args.score if args.score is not None else pr.score_threshold,
-                          args.nms if args.nms is not None else pr.nms_threshold, args.max_detections or pr.max_detections,
-                          args.batch_size)
+    score = args.score if args.score is not None else pr.score_threshold
+    settings = (cfg.model.image_size, score, args.nms if args.nms is not None else pr.nms_threshold,
+                args.max_detections or pr.max_detections, args.batch_size)
+    predictor = Predictor(model, *settings)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    paths = image_paths(args.images)
+    results, probe, best = [], None, 0.0
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = [decode_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
             save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
             for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
-                results.append({"image_id": start + k, "file_name": str(path), "category": names[int(cls)], **entry})
+                results.append({"image_id": ids[start + k], "file_name": str(path), "category": names[int(cls)], **entry})
+        if not results:  # nothing shown yet: remember the best score below --score, for the hint
+            probe = probe or Predictor(model, settings[0], 0.0, settings[2], 1, settings[4])
+            best = max(best, best_score(probe, images))
     atomic_write_json(out / "results.json", results)
     print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
+    if not results:
+        print(f"nothing scored --score {score:g} or more; {score_hint(best)}")
+    if args.data:
+        print(f"image_id: the ids of {args.data}")
+    else:
+        print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
     return 0
 
 

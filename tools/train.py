@@ -45,7 +45,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def overrides_from_flags(args, has_stages: bool) -> list[str]:
+HOLDOUT = 0.1  # share of --data held out for validation when --val is not given
+
+
+def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0) -> list[str]:
     if has_stages and args.layers is None:
         for flag in ("epochs", "lr"):
             if getattr(args, flag) is not None:
@@ -64,6 +67,8 @@ def overrides_from_flags(args, has_stages: bool) -> list[str]:
         out.append("data.val=shapes")
     if args.val is not None:
         out.append("data.val=null" if args.val.lower() == "none" else f"data.val={args.val}")
+    elif args.data is not None and args.data != "shapes":  # validate on the user's data, never the recipe's
+        out += ["data.val=null", f"data.val_fraction={val_fraction or HOLDOUT}"]
     if args.layers is not None:
         out.append("train.stages=[]")
     if args.quiet:
@@ -71,14 +76,17 @@ def overrides_from_flags(args, has_stages: bool) -> list[str]:
     return out
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     workdir = Path(args.workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir}: is a file, not a folder")
     source = args.config or (workdir / "config.yaml" if args.resume else None)
     if source is None:
         raise ConfigError("--config is required (a recipe from models/), unless --resume continues a run")
     base = load_config(source)
-    cfg = load_config(source, args.overrides + overrides_from_flags(args, bool(base.train.stages)))
+    fraction = load_config(source, args.overrides).data.val_fraction
+    cfg = load_config(source, args.overrides + overrides_from_flags(args, bool(base.train.stages), fraction))
 
     from detectlab.training.runner import train
 

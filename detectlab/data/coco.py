@@ -7,6 +7,7 @@ contiguous class indices in ascending id order and mapped back when results are 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def load_coco(
     images = {}
     for img in data["images"]:
         _require(img, ("id", "file_name", "width", "height"), path, "image")
+        if img["id"] in images:
+            raise DataError(
+                f"{path}: image id {img['id']} is used twice: {images[img['id']]['file_name']} and {img['file_name']}"
+            )
         images[img["id"]] = img
     root = _image_root(path, images_dir, [img["file_name"] for img in data["images"]])
 
@@ -159,8 +164,10 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
             raise DataError(f"{path}: annotation {ann['id']} ({img['file_name']}): bbox must be [x, y, w, h]")
         x, y, bw, bh = (float(v) for v in bbox)
         y1, x1, y2, x2 = max(y, 0.0), max(x, 0.0), min(y + bh, h), min(x + bw, w)
-        if bw <= 0 or bh <= 0 or x2 <= x1 or y2 <= y1:
-            reason = "has zero size" if bw <= 0 or bh <= 0 else f"lies outside the {w}x{h} image"
+        finite = all(math.isfinite(v) for v in (x, y, bw, bh))
+        if not finite or bw <= 0 or bh <= 0 or x2 <= x1 or y2 <= y1:
+            reason = ("has a NaN or infinite value" if not finite else "has zero size" if bw <= 0 or bh <= 0
+                      else f"lies outside the {w}x{h} image")
             if invalid == "skip":
                 dropped += 1
                 continue
@@ -168,6 +175,7 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
                 f"{path}: annotation {ann['id']} ({img['file_name']}): bbox {bbox} {reason} "
                 "(set data.invalid_boxes=skip to drop such boxes)"
             )
+        _check_polygons(ann, img, path)
         boxes.append((y1, x1, y2, x2))
         class_ids.append(category_index[ann["category_id"]])
         crowd.append(bool(ann.get("iscrowd", 0)))
@@ -187,6 +195,23 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
         annotation_ids=np.array(ids, np.int64),
     )
     return record, dropped
+
+
+def _check_polygons(ann: dict, img: dict, path: Path) -> None:
+    """Polygons must be flat lists ``[x1, y1, x2, y2, ...]`` of at least 3 finite points."""
+    seg = ann.get("segmentation")
+    if not isinstance(seg, list):
+        return  # RLE (a dict) or absent
+    where = f"{path}: annotation {ann['id']} ({img['file_name']}): segmentation polygon"
+    for k, poly in enumerate(seg):
+        if not isinstance(poly, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
+            raise DataError(f"{where} {k} must be a list of numbers [x1, y1, x2, y2, ...]")
+        if len(poly) % 2:
+            raise DataError(f"{where} {k} has an odd number of coordinates ({len(poly)}): x and y must come in pairs")
+        if len(poly) < 6:
+            raise DataError(f"{where} {k} has {len(poly) // 2} points; a polygon needs at least 3")
+        if not all(math.isfinite(v) for v in poly):
+            raise DataError(f"{where} {k} has a NaN or infinite value")
 
 
 def _check_files_exist(records: list[ImageRecord], path: Path) -> None:

@@ -8,18 +8,76 @@ from pathlib import Path
 import numpy as np
 
 from detectlab.config import Config
+from detectlab.data.image_check import check_images
 from detectlab.data.records import DetectionDataset
 from detectlab.data.shapes import write_shapes_dataset
 from detectlab.errors import ConfigError, DataError
 from detectlab.registry import DATASET_FORMATS
+from detectlab.utils import log
 
 
 def load_split(cfg: Config, split: str, workdir: str | os.PathLike | None = None) -> DetectionDataset | None:
-    """The ``train`` or ``val`` dataset of ``cfg`` (None when ``data.val`` is null)."""
-    source = cfg.data.train if split == "train" else cfg.data.val
-    if source is None:
-        return None
+    """The ``train`` or ``val`` dataset of ``cfg`` (None when ``data.val`` is null and
+    ``data.val_fraction`` is 0), its images checked (``data.bad_images``).
+
+    With ``data.val`` null and ``data.val_fraction`` > 0, ``val`` is that share of the
+    training data (seeded by ``train.seed``) and ``train`` the rest.
+    """
     d = cfg.data
+    if d.val is None and d.val_fraction > 0:
+        parts = holdout_split(_load_checked(cfg, "train", workdir), d.val_fraction, cfg.train.seed, d.train)
+        if split == "val":
+            log.info("validating on %d images held out of %s (data.val_fraction=%g, seed %d); pass --val to choose them",
+                     len(parts["val"]), d.train, d.val_fraction, cfg.train.seed)
+        else:
+            warn_max_boxes(parts["train"], d.max_boxes)
+        return parts[split]
+    if split == "val" and d.val is None:
+        return None
+    dataset = _load_checked(cfg, split, workdir)
+    if split == "train":
+        warn_max_boxes(dataset, d.max_boxes)
+    return dataset
+
+
+def holdout_split(dataset: DetectionDataset, fraction: float, seed: int, source: str = "") -> dict:
+    """``{"train", "val"}``: a seeded random ``fraction`` of the images for validation."""
+    n = len(dataset)
+    count = int(round(n * fraction))
+    if n < 2 or not 0 < count < n:
+        raise DataError(
+            f"{source}: cannot hold out {fraction:.0%} of {n} images for validation; pass --val (or --val none)"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val_index = set(order[:count].tolist())
+    records = dataset.records
+    return {
+        "train": dataset.subset([r for i, r in enumerate(records) if i not in val_index]),
+        "val": dataset.subset([r for i, r in enumerate(records) if i in val_index]),
+    }
+
+
+def warn_max_boxes(dataset: DetectionDataset, max_boxes: int) -> None:
+    """Warn once when images have more instances than the targets can hold."""
+    counts = np.array([r.num_instances for r in dataset.records])
+    over = counts > max_boxes
+    if over.any():
+        worst = dataset.records[int(np.argmax(counts))]
+        log.warning(
+            "%d images have more than data.max_boxes=%d instances (up to %d in %s): the extra ones are left out "
+            "of the training targets; set data.max_boxes=%d to keep them all",
+            int(over.sum()), max_boxes, int(counts.max()), worst.path, int(counts.max()),
+        )
+
+
+def _load_checked(cfg: Config, split: str, workdir) -> DetectionDataset:
+    dataset = _load(cfg, split, workdir)
+    return check_images(dataset, cfg.data.bad_images, dataset.annotation_file or str(cfg.data.train))
+
+
+def _load(cfg: Config, split: str, workdir) -> DetectionDataset:
+    d = cfg.data
+    source = d.train if split == "train" else d.val
     images = d.images if split == "train" else d.val_images
     fmt = d.format
     if source == "shapes":

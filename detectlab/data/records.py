@@ -98,14 +98,20 @@ class DetectionDataset:
 
     def head(self, count: int) -> "DetectionDataset":
         """The first ``count`` records, with the ground truth restricted to their images."""
-        if count >= len(self):
-            return self
-        records = self.records[:count]
-        ids = {r.image_id for r in records}
-        full = self.coco().dataset
-        gt = {**full, "images": [i for i in full["images"] if i["id"] in ids],
-              "annotations": [a for a in full["annotations"] if a["image_id"] in ids]}
-        return DetectionDataset(records, self.class_names, self.category_ids, self.annotation_file, quiet_coco(gt))
+        return self if count >= len(self) else self.subset(self.records[:count])
+
+    def subset(self, records: list[ImageRecord]) -> "DetectionDataset":
+        """These ``records`` only, with a ground truth holding only their images."""
+        keep = {r.image_id for r in records}
+        data = self.coco().dataset if self.annotation_file or self._coco is not None else None
+        out = DetectionDataset(list(records), self.class_names, self.category_ids, self.annotation_file)
+        if data is not None:
+            out._coco = quiet_coco({
+                **data,
+                "images": [i for i in data["images"] if i["id"] in keep],
+                "annotations": [a for a in data["annotations"] if a["image_id"] in keep],
+            })
+        return out
 
     def coco(self):
         """The ground truth as a ``pycocotools.coco.COCO`` object (cached)."""

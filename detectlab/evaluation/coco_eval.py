@@ -61,11 +61,18 @@ def _check_results(coco_gt, results: list[dict]) -> list[dict]:
     known_images = set(coco_gt.getImgIds())
     known_categories = set(coco_gt.getCatIds())
     for k, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise DataError(f"result {k}: expected an object {{image_id, category_id, bbox, score}}, got {type(r).__name__}")
         for key in ("image_id", "category_id", "score"):
             if key not in r:
                 raise DataError(f"result {k}: missing '{key}'")
         if "bbox" not in r and "segmentation" not in r:
             raise DataError(f"result {k}: needs a 'bbox' or a 'segmentation'")
+        if not _is_number(r["score"]):
+            raise DataError(f"result {k}: 'score' must be a number, got {r['score']!r}")
+        bbox = r.get("bbox")
+        if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise DataError(f"result {k}: 'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}")
         if r["image_id"] not in known_images:
             raise DataError(f"result {k}: image_id {r['image_id']} is not in the ground truth")
         if r["category_id"] not in known_categories:
@@ -74,6 +81,10 @@ def _check_results(coco_gt, results: list[dict]) -> list[dict]:
         if seg is not None and not (isinstance(seg, dict) and {"size", "counts"} <= set(seg)):
             raise DataError(f"result {k}: 'segmentation' must be RLE {{size, counts}} (as pycocotools writes it)")
     return copy.deepcopy(results)  # pycocotools' loadRes adds fields to what it is given
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _for_iou_type(results: list[dict], iou_type: str) -> list[dict]:

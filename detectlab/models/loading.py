@@ -36,12 +36,23 @@ def model_from_config(cfg: Config, weights: str | None, dataset: DetectionDatase
     return model
 
 
-def _adopt_saved_classes(model, checkpoint) -> None:
-    """Take class names / category ids from a checkpoint's saved model config."""
+def _saved_model_config(checkpoint) -> dict:
     import json
     import zipfile
 
     with zipfile.ZipFile(checkpoint) as archive:
-        config = json.loads(archive.read("config.json")).get("config", {})
+        return json.loads(archive.read("config.json")).get("config", {})
+
+
+def saved_class_names(weights) -> list[str] | None:
+    """The class names a ``.keras`` checkpoint was trained on (None for other files)."""
+    if not weights or Path(weights).suffix != ".keras":
+        return None
+    return _saved_model_config(weights).get("class_names")
+
+
+def _adopt_saved_classes(model, checkpoint) -> None:
+    """Take class names / category ids from a checkpoint's saved model config."""
+    config = _saved_model_config(checkpoint)
     if config.get("class_names") and len(config["class_names"]) == model.num_classes:
         model._init_classes(model.num_classes, config["class_names"], config.get("category_ids"))

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from detectlab.errors import TrainingError
 from detectlab.utils import atomic_path, atomic_write_json, log
 
 STATE_FILE = "state.json"
@@ -101,6 +102,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         same = previous is not None and previous.get("monitor") == monitor and previous.get("mode", "min") == mode
         self.best = previous.get("best") if same else None
         self.best_epoch = previous.get("best_epoch") if same else None
+        remove_partial_checkpoints(self.directory)
 
     def _better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -108,6 +110,17 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
 
     def on_epoch_end(self, epoch, logs=None):
+        try:
+            self._save(epoch, logs)
+        except OSError as exc:
+            where = exc.filename or self.directory
+            kept = read_state(self.directory)
+            previous = f"{kept['checkpoint']} and {STATE_FILE} are unchanged" if kept else "no earlier checkpoint"
+            raise TrainingError(
+                f"{where}: cannot write the epoch {epoch + 1} checkpoint: {exc.strerror or exc}; {previous}"
+            ) from None
+
+    def _save(self, epoch, logs=None):
         logs = dict(logs or {})
         if (self.guard is not None and self.guard.event is not None) or not _finite(logs):
             log.warning("epoch %d: not saving a checkpoint after a non-finite loss", epoch + 1)
@@ -115,7 +128,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         epoch_file = self.directory / f"epoch_{epoch + 1:03d}.keras"
         with atomic_path(epoch_file, ".keras") as tmp:
-            self.model.save(tmp)
+            try:
+                self.model.save(tmp)
+            except OSError as exc:
+                exc.filename = str(epoch_file)
+                raise
         _replace_with_link(epoch_file, self.directory / "last.keras")
         value = logs.get(self.monitor)
         if value is not None and self._better(float(value)):
@@ -140,6 +157,16 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         epochs = sorted(self.directory.glob("epoch_*.keras"))
         for old in epochs[: max(0, len(epochs) - self.keep)]:
             old.unlink(missing_ok=True)
+
+
+def remove_partial_checkpoints(directory) -> int:
+    """Delete the hidden ``.*.tmp.keras`` files a killed checkpoint write leaves behind."""
+    leftovers = sorted(Path(directory).glob(".*.tmp.keras"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.info("removed %d unfinished checkpoint file(s) in %s", len(leftovers), directory)
+    return len(leftovers)
 
 
 def read_state(directory) -> dict | None:

@@ -68,6 +68,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     val_set = load_split(cfg, "val", workdir)
     num_classes = resolve_num_classes(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=num_classes))
+    previous_lrs = _saved_stage_lrs(workdir) if resume else None
     if chief:
         cfg.save(workdir / "config.yaml")
     class_weights = resolve_class_weights(cfg.loss.class_weights, train_set)
@@ -101,6 +102,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         if not restored:
             _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
             restored = True
+            if initial > start:
+                _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr)
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
                                    evaluation, monitors)
@@ -184,6 +187,28 @@ def _verbosity(verbose: int) -> int:
     import sys
 
     return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
+
+
+def _saved_stage_lrs(workdir: Path) -> list[float] | None:
+    """The stage learning rates of the run's saved ``config.yaml`` (before a resume)."""
+    from detectlab.config import load_config
+
+    path = workdir / "config.yaml"
+    try:
+        return [s.lr for s in load_config(path).stages()] if path.is_file() else None
+    except ConfigError:
+        return None
+
+
+def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, index: int, lr: float) -> None:
+    """Resuming mid-stage restores the optimizer's rate; a rate changed since (``--resume
+    --lr X``) replaces it, and the log says so."""
+    old = previous_lrs[index] if previous_lrs and index < len(previous_lrs) else None
+    if old is None or old == lr:
+        return
+    if cfg.train.lr_schedule == "constant" and not cfg.train.warmup_steps:
+        model.optimizer.learning_rate = lr  # a schedule is rebuilt from the new rate already
+    log.info("learning rate changed on resume: %g (the run had %g)", lr, old)
 
 
 def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
