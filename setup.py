@@ -17,7 +17,6 @@ setup(
         "albumentations>=2.0,<2.1",
         "tensorboard>=2.16",
         "pyyaml>=6.0",
-        "tqdm>=4.60",
         "h5py>=3.8",
         "matplotlib>=3.7",  # evaluation plots and dataset stats (Agg backend, headless)
     ],
