@@ -6,6 +6,8 @@ Sources:
 - ``.h5``: the classic Keras by-name layout (``layer_names`` / ``weight_names`` attributes,
   optionally under ``model_weights/``), the layout the reference Keras Mask R-CNN, Faster
   R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
+- ``.h5`` from keras-yolo3 (auto-named ``conv2d_N`` layers): by creation order (see
+  :mod:`detectlab.weights.keras_yolo3`);
 - ``.weights``: Darknet files (see :mod:`detectlab.weights.darknet`).
 
 Layers matching ``exclude`` (a regex) are skipped, e.g. the class-specific heads when
@@ -56,6 +58,10 @@ def load_weights(model, path, exclude: str | None = None) -> LoadReport:
         weights = read_keras_archive(path)
     elif path.suffix in (".h5", ".hdf5"):
         weights = read_h5(path)
+        from detectlab.weights.keras_yolo3 import is_auto_named, load_keras_yolo3
+
+        if is_auto_named(weights) and not any(layer.name in weights for layer in named_layers(model) if layer.weights):
+            return load_keras_yolo3(model, weights, str(path), exclude)  # keras-yolo3: by creation order
     else:
         raise WeightsError(f"{path}: unknown weights format (expected .keras, .h5 or Darknet .weights)")
     return assign(model, weights, str(path), exclude)
