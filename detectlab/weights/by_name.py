@@ -6,6 +6,8 @@ Sources:
 - ``.h5``: the classic Keras by-name layout (``layer_names`` / ``weight_names`` attributes,
   optionally under ``model_weights/``), the layout the reference Keras Mask R-CNN, Faster
   R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
+- keras-frcnn's ``model_frcnn.hdf5`` by name too, its unnamed VGG ``fc1``/``fc2`` wrappers
+  included (see :mod:`detectlab.weights.keras_frcnn`);
 - ``.h5`` from keras-yolo3 (auto-named ``conv2d_N`` layers): by creation order (see
   :mod:`detectlab.weights.keras_yolo3`);
 - ``.weights``: Darknet files (see :mod:`detectlab.weights.darknet`).
@@ -62,6 +64,9 @@ def load_weights(model, path, exclude: str | None = None) -> LoadReport:
 
         if is_auto_named(weights) and not any(layer.name in weights for layer in named_layers(model) if layer.weights):
             return load_keras_yolo3(model, weights, str(path), exclude)  # keras-yolo3: by creation order
+        from detectlab.weights.keras_frcnn import name_vgg_fc_wrappers
+
+        weights = name_vgg_fc_wrappers(weights, [layer.name for layer in named_layers(model)])
     else:
         raise WeightsError(f"{path}: unknown weights format (expected .keras, .h5 or Darknet .weights)")
     return assign(model, weights, str(path), exclude)

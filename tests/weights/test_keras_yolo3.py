@@ -10,8 +10,6 @@ forward pass of :mod:`tests.weights.darknet_reference` with Keras' batch norm.
 
 from __future__ import annotations
 
-import json
-
 import h5py
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from detectlab.registry import MODELS
 from detectlab.weights.by_name import load_weights
 from detectlab.weights.darknet import darknet_convolutions
 from tests.weights.darknet_reference import darknet_forward, relative, yolov3_cfg, yolov3_tiny_cfg
+from tests.weights.keras2_h5 import write_keras2_h5
 
 RECIPES = {"tiny": "yolov3_tiny_instant.yaml", "yolov3": "yolov3_darknet53_instant.yaml"}
 
@@ -61,31 +60,6 @@ def keras2_layers(sections, params, first: int = 1):
             if kind != "route" or "," in o["layers"]:
                 layers.append((auto({"shortcut": "add", "route": "concatenate", "upsample": "up_sampling2d", "maxpool": "max_pooling2d"}[kind]), []))
     return layers
-
-
-def write_keras2_h5(path, layers, whole_model: bool, outputs_last: bool = True):
-    """Keras 2's ``save_weights`` (or ``save`` with ``whole_model``) HDF5 layout."""
-    order = [n for n, w in layers]
-    if outputs_last:  # Keras 2 lists a functional model's layers by depth: the output convs come last
-        outs = [n for n, w in layers if any(k.endswith("bias:0") for k, _ in w)]
-        order = [n for n in order if n not in outs] + outs
-    weights = dict(layers)
-    with h5py.File(path, "w") as f:
-        f.attrs["keras_version"] = b"2.1.5"
-        f.attrs["backend"] = b"tensorflow"
-        if whole_model:
-            config = {"class_name": "Model", "config": {"name": "model_1", "layers": [{"name": n, "class_name": "Layer"} for n in order]}}
-            f.attrs["model_config"] = json.dumps(config).encode()
-            g = f.create_group("model_weights")
-            g.attrs["keras_version"], g.attrs["backend"] = b"2.1.5", b"tensorflow"
-        else:
-            g = f
-        g.attrs["layer_names"] = np.array([n.encode() for n in order])
-        for name in order:
-            lg = g.create_group(name)
-            lg.attrs["weight_names"] = np.array([w.encode() for w, _ in weights[name]], dtype="S")
-            for w, value in weights[name]:
-                lg.create_dataset(w, data=value)
 
 
 def fixture(tiny_cfg, tmp_path, kind, file_classes=3, whole_model=False, first=1, name="trained_weights_final.h5"):
