@@ -6,7 +6,7 @@ File layout: a header of ``major, minor, revision`` (int32) and ``seen`` (int64 
 kernel as ``(out, in, kh, kw)``.
 
 Darknet's batch norm (``sqrt(var) + 1e-6``) is reproduced exactly by folding the
-difference into ``gamma`` (:mod:`detectlab.weights.darknet_norm`), so a model loaded
+difference into ``gamma`` (:mod:`detectlab.weights.batch_norm_fold`), so a model loaded
 from a Darknet file gives Darknet's outputs.
 
 A file holds either the whole network or only its first convolutions (the backbone, e.g.
@@ -24,7 +24,7 @@ import numpy as np
 from detectlab.errors import WeightsError
 from detectlab.utils import named_layers
 from detectlab.weights.by_name import LoadReport
-from detectlab.weights.darknet_norm import darknet_gamma_to_keras, keras_gamma_to_darknet
+from detectlab.weights.batch_norm_fold import darknet_gamma_to_keras, keras_gamma_to_darknet
 
 _CONV = re.compile(r"(darknet|yolo)_conv_(\d+)$")
 _OUTPUT = re.compile(r"yolo_output_(\d+)$")

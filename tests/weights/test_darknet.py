@@ -6,7 +6,7 @@ import pytest
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
 from detectlab.weights.darknet import darknet_convolutions, load_darknet_weights, read_darknet, write_darknet
-from detectlab.weights.darknet_norm import keras_gamma_to_darknet
+from detectlab.weights.batch_norm_fold import keras_gamma_to_darknet
 
 
 def model(tiny_cfg, classes=3, recipe="yolov3_darknet53_instant.yaml"):

@@ -1,4 +1,9 @@
-"""Darknet's batch norm in a Keras ``BatchNormalization``, exactly.
+"""Another code base's batch-norm epsilon in our ``BatchNormalization``, exactly.
+
+In inference mode a batch norm computes ``gamma * (x - mean) / d(var) + beta``; when the
+weights come from a normalisation with another ``d`` the per-channel ratio of the two is
+folded into ``gamma``, so the layer gives the source's outputs and stays a plain Keras
+layer (same config, checkpoints). Computed in float64.
 
 Darknet normalises with ``(x - mean) / (sqrt(var) + 1e-6)``; Keras with
 ``(x - mean) / sqrt(var + epsilon)`` (our YOLO layers: epsilon 1e-3, keras-yolo3's choice).
@@ -7,10 +12,9 @@ constant, so it is folded into ``gamma`` when a Darknet file is read:
 
     gamma_keras = gamma_darknet * sqrt(var + epsilon) / (sqrt(var) + 1e-6)
 
-and taken out again when one is written. In inference mode the layer then computes
-Darknet's output (to float32 rounding); the model stays a plain Keras model (same layers,
-config and checkpoints). The fold is computed in float64. Training afterwards uses batch
-statistics as any Keras model would.
+and taken out again when one is written. Keras' ImageNet ResNets use epsilon 1.001e-5
+(:func:`gamma_for_epsilon`). Training on batch statistics afterwards normalises the Keras
+way, as any Keras model does.
 """
 
 from __future__ import annotations
@@ -33,3 +37,9 @@ def darknet_gamma_to_keras(gamma, variance, epsilon: float) -> np.ndarray:
 def keras_gamma_to_darknet(gamma, variance, epsilon: float) -> np.ndarray:
     """The inverse of :func:`darknet_gamma_to_keras`."""
     return (np.asarray(gamma, np.float64) / _ratio(variance, epsilon)).astype(np.float32)
+
+
+def gamma_for_epsilon(gamma, variance, source_epsilon: float, epsilon: float) -> np.ndarray:
+    """``gamma`` of a batch norm with ``source_epsilon`` -> the same function with ``epsilon``."""
+    var = np.maximum(np.asarray(variance, np.float64), 0.0)
+    return (np.asarray(gamma, np.float64) * np.sqrt(var + epsilon) / np.sqrt(var + source_epsilon)).astype(np.float32)
