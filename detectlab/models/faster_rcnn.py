@@ -36,6 +36,7 @@ from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES, class_accuracy
 from detectlab.models.base import DetectorModel, replica_scale
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, LOSSES, MODELS
+from detectlab.training.optimizers import ALTERNATING_INITIAL_LOSS_SCALE, loss_scaled
 
 STRIDE = 16
 
@@ -245,8 +246,8 @@ class FasterRCNN(DetectorModel):
 
     def compile_views(self, rpn_optimizer, classifier_optimizer, jit_compile: bool = False) -> None:
         """Compile both views; the combined model keeps both optimizers (saved with it)."""
-        self.rpn_view.compile(optimizer=rpn_optimizer, jit_compile=jit_compile)
-        self.classifier_view.compile(optimizer=classifier_optimizer, jit_compile=jit_compile)
+        for view, optimizer in ((self.rpn_view, rpn_optimizer), (self.classifier_view, classifier_optimizer)):
+            view.compile(optimizer=loss_scaled(optimizer, view, ALTERNATING_INITIAL_LOSS_SCALE), jit_compile=jit_compile)
         self.rpn_optimizer, self.classifier_optimizer = rpn_optimizer, classifier_optimizer
         for view, optimizer in ((self.rpn_view, rpn_optimizer), (self.classifier_view, classifier_optimizer)):
             optimizer.build(view.trainable_variables)
