@@ -8,6 +8,8 @@ Sources:
   R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
 - keras-frcnn's ``model_frcnn.hdf5`` by name too, its unnamed VGG ``fc1``/``fc2`` wrappers
   included (see :mod:`detectlab.weights.keras_frcnn`);
+- Keras' application ResNet files (``conv2_block1_1_conv`` ...), renamed to ours (see
+  :mod:`detectlab.weights.imagenet`);
 - ``.h5`` from keras-yolo3 (auto-named ``conv2d_N`` layers): by creation order (see
   :mod:`detectlab.weights.keras_yolo3`);
 - ``.weights``: Darknet files (see :mod:`detectlab.weights.darknet`).
@@ -52,7 +54,7 @@ def load_weights(model, path, exclude: str | None = None) -> LoadReport:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
-    if path.suffix == ".weights":
+    if path.suffix == ".weights" or re.fullmatch(r"\.\d+", path.suffix):  # Darknet, also darknet53.conv.74
         from detectlab.weights.darknet import load_darknet_weights
 
         return load_darknet_weights(model, path)
@@ -64,9 +66,12 @@ def load_weights(model, path, exclude: str | None = None) -> LoadReport:
 
         if is_auto_named(weights) and not any(layer.name in weights for layer in named_layers(model) if layer.weights):
             return load_keras_yolo3(model, weights, str(path), exclude)  # keras-yolo3: by creation order
+        from detectlab.weights.imagenet import is_keras_resnet, keras_resnet_to_ours
         from detectlab.weights.keras_frcnn import name_vgg_fc_wrappers
 
         weights = name_vgg_fc_wrappers(weights, [layer.name for layer in named_layers(model)])
+        if is_keras_resnet(weights):  # a Keras application ResNet file: its names and BN epsilon
+            weights = keras_resnet_to_ours(weights, model)
     else:
         raise WeightsError(f"{path}: unknown weights format (expected .keras, .h5 or Darknet .weights)")
     return assign(model, weights, str(path), exclude)

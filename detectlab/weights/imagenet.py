@@ -84,11 +84,13 @@ def caffe_name(keras_name: str) -> str:
     return f"{'res' if kind == 'conv' else 'bn'}{stage}{chr(ord('a') + int(block) - 1)}_branch{branch}"
 
 
-def read_imagenet(path, model) -> dict[str, list[np.ndarray]]:
-    """``{our layer name: arrays}`` from a Keras application file, BN epsilon folded for ``model``."""
-    weights = read_h5(path)
-    if not any(_KERAS_RESNET.match(n) or n.startswith("conv1_") for n in weights):
-        return weights  # VGG16, or an old Caffe-named ResNet file: names and epsilon are ours
+def is_keras_resnet(weights: dict) -> bool:
+    """True for Keras' own ResNet naming (``conv1_conv``, ``conv2_block1_1_conv`` ...)."""
+    return any(_KERAS_RESNET.match(name) for name in weights)
+
+
+def keras_resnet_to_ours(weights: dict[str, list[np.ndarray]], model) -> dict[str, list[np.ndarray]]:
+    """Keras' ResNet ``{layer name: arrays}`` renamed to ours, BN epsilon folded for ``model``."""
     layers = {layer.name: layer for layer in named_layers(model)}
     out = {}
     for name, arrays in weights.items():
@@ -99,6 +101,13 @@ def read_imagenet(path, model) -> dict[str, list[np.ndarray]]:
             arrays = [gamma_for_epsilon(gamma, var, KERAS_RESNET_EPSILON, bn.epsilon), beta, mean, var]
         out[ours] = arrays
     return out
+
+
+def read_imagenet(path, model) -> dict[str, list[np.ndarray]]:
+    """``{our layer name: arrays}`` from a Keras application file (VGG16 and old Caffe-named
+    ResNet files as they are)."""
+    weights = read_h5(path)
+    return keras_resnet_to_ours(weights, model) if is_keras_resnet(weights) else weights
 
 
 def load_imagenet_backbone(model, backbone: str) -> LoadReport:

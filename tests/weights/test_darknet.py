@@ -90,3 +90,13 @@ def test_wrong_file_is_a_clear_error(tiny_cfg, tmp_path):
     path.write_bytes(np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes() + np.zeros(10, np.float32).tobytes())
     with pytest.raises(WeightsError, match=r"holds 10 parameters; this model needs \d+ \(whole network\) or \d+ \(backbone only\)"):
         load_darknet_weights(model(tiny_cfg), path)
+
+
+def test_backbone_file_named_like_darknet53_conv_74_loads_through_load_weights(tiny_cfg, tmp_path):
+    from detectlab.weights.by_name import load_weights
+
+    source, target = model(tiny_cfg), model(tiny_cfg)
+    fill_distinct(source)
+    write_darknet(source, tmp_path / "darknet53.conv.74", body_only=True)
+    report = load_weights(target, tmp_path / "darknet53.conv.74")
+    assert report.loaded[0] == "darknet_conv_000" and report.missing[0].startswith("yolo_")

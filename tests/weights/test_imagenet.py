@@ -16,6 +16,7 @@ from detectlab.backbones.resnet import STAGE_BLOCKS, resnet_stage
 from detectlab.errors import WeightsError
 from detectlab.registry import BACKBONES
 from detectlab.utils import named_layers
+from detectlab.weights.by_name import load_weights
 from detectlab.weights import imagenet
 from detectlab.weights.imagenet import IMAGENET_FILES, load_backbone_weights, load_imagenet_backbone
 from tests.weights.keras2_h5 import write_keras2_h5
@@ -98,6 +99,10 @@ def test_resnet_imagenet_features_equal_keras(depth, tmp_path, monkeypatch):
     gamma, var = app.get_layer("conv2_block1_1_bn").gamma.numpy(), app.get_layer("conv2_block1_1_bn").moving_variance.numpy()
     np.testing.assert_allclose(bn.gamma.numpy(), gamma * np.sqrt(var + 1e-3) / np.sqrt(var + 1.001e-5), rtol=1e-6)
     assert np.abs(bn.gamma.numpy() / gamma - 1).max() > 0.01
+    # the same file given as --weights is recognised by its names
+    bn.set_weights([np.zeros_like(w) for w in bn.get_weights()])
+    load_weights(full, tmp_path / "models" / IMAGENET_FILES[backbone][0])
+    np.testing.assert_allclose(bn.gamma.numpy(), gamma * np.sqrt(var + 1e-3) / np.sqrt(var + 1.001e-5), rtol=1e-6)
 
 
 def test_imagenet_file_offline_or_unknown_is_one_line(tmp_path, monkeypatch):
