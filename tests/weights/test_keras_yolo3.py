@@ -18,6 +18,7 @@ from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
 from detectlab.weights.by_name import load_weights
 from detectlab.weights.darknet import darknet_convolutions
+from tests.conftest import INSTANT, tool
 from tests.weights.darknet_reference import darknet_forward, relative, yolov3_cfg, yolov3_tiny_cfg
 from tests.weights.keras2_h5 import write_keras2_h5
 
@@ -117,3 +118,15 @@ def test_wrong_keras_yolo3_files_fail_in_one_line(tiny_cfg, tmp_path):
     with pytest.raises(WeightsError, match=r"conv2d_1 \(convolution 1 in creation order\) has shapes \[\(3, 3, 3, 2\)\] in the file but darknet_conv_000 needs \[\(3, 3, 3, 4\)\]") as err:
         load_weights(wider, tiny_file)
     assert "\n" not in str(err.value)
+
+
+def test_convert_tool_takes_keras_yolo3_files_and_help_names_every_format(tiny_cfg, tmp_path):
+    _, path, _, _ = fixture(tiny_cfg, tmp_path, "tiny")
+    out = tool("tools/convert_darknet.py", "--config", INSTANT / RECIPES["tiny"], "--set", "model.image_size=128",
+               "--num-classes", 3, "--weights", path, "--out", tmp_path / "ours.h5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded 13 layers" in out.stdout and (tmp_path / "ours.h5").is_file()
+    for script, names in (("tools/train.py", ("darknet53.conv.74", "yolo.h5", "trained_weights_*.h5", "model_frcnn.hdf5", "mask_rcnn_*.h5", ".keras")),
+                          ("tools/convert_darknet.py", ("darknet53.conv.74", "yolo.h5", "trained_weights_*.h5", "yolov3-tiny.weights"))):
+        text = " ".join(tool(script, "--help").stdout.split())
+        assert all(n in text for n in names), (script, [n for n in names if n not in text])
