@@ -9,6 +9,8 @@ FLOP: Mask R-CNN's is marked ``slow``.
 
 from __future__ import annotations
 
+import csv
+
 import keras
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from detectlab.data.coco import load_coco
 from detectlab.registry import MODELS
 from detectlab.training.optimizers import FusedAdam
 from detectlab.training.runner import make_generators, train
-from tests.conftest import INSTANT
+from tests.conftest import INSTANT, tool
 
 
 @pytest.fixture
@@ -84,3 +86,17 @@ def test_each_family_trains_under_mixed_float16(recipe, tmp_path, shapes_dir):
         assert np.all(np.isfinite(result.history[name])), name
     if recipe.startswith("faster_rcnn"):  # the alternating views start their loss scale low
         assert float(model.classifier_view.optimizer.dynamic_scale.numpy()) == 2.0**10
+
+
+@pytest.mark.slow
+def test_mixed_float16_under_mirrored_strategy_on_two_cpu_devices(tmp_path, shapes_dir):
+    (tmp_path / "shapes").symlink_to(shapes_dir)
+    out = tool("tools/train.py", "--config", INSTANT / "yolov3_tiny_instant.yaml", "--workdir", tmp_path, "--precision", "mixed_float16",
+               "--epochs", "2", "--set", "train.distribute=mirrored", "--set", "eval.after_training=false", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mirrored strategy on 2 logical CPU devices" in out.stderr + out.stdout
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for name in ("loss", "yolo_xy_loss", "yolo_wh_loss", "yolo_confidence_loss", "yolo_class_loss"):
+        assert all(np.isfinite(float(r[name])) for r in rows), name
