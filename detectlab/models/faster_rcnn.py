@@ -246,12 +246,13 @@ class FasterRCNN(DetectorModel):
 
     def compile_views(self, rpn_optimizer, classifier_optimizer, jit_compile: bool = False) -> None:
         """Compile both views; the combined model keeps both optimizers (saved with it)."""
-        for view, optimizer in ((self.rpn_view, rpn_optimizer), (self.classifier_view, classifier_optimizer)):
+        views = (self.rpn_view, self.classifier_view)
+        for view, optimizer in zip(views, (rpn_optimizer, classifier_optimizer)):
             view.compile(optimizer=loss_scaled(optimizer, view, ALTERNATING_INITIAL_LOSS_SCALE), jit_compile=jit_compile)
-        self.rpn_optimizer, self.classifier_optimizer = rpn_optimizer, classifier_optimizer
-        for view, optimizer in ((self.rpn_view, rpn_optimizer), (self.classifier_view, classifier_optimizer)):
-            optimizer.build(view.trainable_variables)
-        self.optimizer = LearningRates(rpn_optimizer, classifier_optimizer)
+            view.optimizer.build(view.trainable_variables)
+        # the plain optimizers are saved with the model (a loss scale is no training state to keep)
+        self.rpn_optimizer, self.classifier_optimizer = (getattr(v.optimizer, "inner_optimizer", v.optimizer) for v in views)
+        self.optimizer = LearningRates(self.rpn_optimizer, self.classifier_optimizer)
 
     def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
         """images -> ``boxes (B, K, 4)`` normalised y1 x1 y2 x2, ``scores``, ``class_ids``, ``valid``."""
