@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from detectlab.backbones.resnet import STAGE_BLOCKS, resnet_stage
+from detectlab.config import load_config
 from detectlab.errors import WeightsError
 from detectlab.registry import BACKBONES
 from detectlab.utils import named_layers
-from detectlab.weights.by_name import load_weights
 from detectlab.weights import imagenet
+from detectlab.weights.by_name import load_weights
 from detectlab.weights.imagenet import IMAGENET_FILES, load_backbone_weights, load_imagenet_backbone
+from tests.conftest import INSTANT
 from tests.weights.keras2_h5 import write_keras2_h5
 
 
@@ -76,7 +78,8 @@ def test_resnet_imagenet_features_equal_keras(depth, tmp_path, monkeypatch):
     images = keras.Input((64, 64, 3))
     features = BACKBONES.get(backbone)(images)
     full = keras.Model(images, features["C5"])
-    report = load_backbone_weights(full, type("M", (), {"backbone_weights": "imagenet", "backbone": backbone, "family": "faster_rcnn"})())
+    recipe = load_config(INSTANT / "faster_rcnn_resnet50_instant.yaml", [f"model.backbone={backbone}", "model.backbone_weights=imagenet"])
+    report = load_backbone_weights(full, recipe.model)  # what the runner does with the recipe
     assert not report.missing and report.loaded[:2] == ["conv1", "bn_conv1"]
     stem = keras.Model(images, full.get_layer("conv1_relu").output)
     assert_close(stem(x), keras.Model(app.input, app.get_layer("conv1_relu").output)(x))
