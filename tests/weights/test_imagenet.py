@@ -116,3 +116,20 @@ def test_imagenet_file_offline_or_unknown_is_one_line(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
     with pytest.raises(WeightsError, match=r"ImageNet weights exist for vgg16, resnet50, resnet101, not darknet53"):
         imagenet.imagenet_file("darknet53")
+
+
+def test_runner_loads_model_backbone_weights_before_training(tmp_path, shapes_dir):
+    from detectlab.registry import MODELS
+    from detectlab.training.runner import train
+    from detectlab.weights.by_name import save_h5
+
+    (tmp_path / "shapes").symlink_to(shapes_dir)
+    recipe = INSTANT / "faster_rcnn_vgg16_instant.yaml"
+    keras.utils.set_random_seed(7)
+    source = MODELS.get("faster_rcnn").build(load_config(recipe, []), 3, None)
+    save_h5(source, tmp_path / "backbone.h5")
+    cfg = load_config(recipe, [f"model.backbone_weights={tmp_path / 'backbone.h5'}", "train.layers=heads", "train.epochs=1",
+                               "train.steps_per_epoch=1", "eval.after_training=false", "data.val=null"])
+    model = train(cfg, tmp_path / "run").model
+    for name in ("block1_conv1", "block5_conv3"):  # frozen by 'heads': exactly the file's
+        np.testing.assert_array_equal(model.get_layer(name).kernel.numpy(), source.get_layer(name).kernel.numpy())
