@@ -192,6 +192,10 @@ class ModelConfig:
     family: str = ""
     num_classes: int | None = None  # None: taken from the training data
     image_size: int = 416
+    # backbone start for training: "imagenet" (Keras' application file for vgg16 / resnet50 /
+    # resnet101, see detectlab.weights.imagenet) or a weights file loaded by name; --weights
+    # (and a resumed checkpoint) load after it
+    backbone_weights: str | None = None
 
 
 @dataclass

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Convert Darknet YOLO weights into a Keras by-name weights file (.h5).
+"""Convert Darknet or keras-yolo3 YOLO weights into a detectlab by-name weights file (.h5).
 
     python tools/convert_darknet.py --config models/yolov3_darknet53_coco416.yaml \
         --num-classes 80 --weights yolov3.weights --out yolov3_coco.h5
 
-Whole-network files and backbone-only files (``darknet53.conv.74``) are accepted; the
+Accepted: Darknet ``.weights`` (whole network, e.g. ``yolov3.weights`` /
+``yolov3-tiny.weights``, or backbone only, ``darknet53.conv.74``; Darknet's batch norm is
+reproduced exactly) and keras-yolo3 ``.h5`` files (``convert.py``'s whole-model ``yolo.h5``,
+``train.py``'s ``trained_weights_*.h5``; loaded by layer order, every shape checked). The
 output loads with ``tools/train.py --weights out.h5`` (add ``--exclude 'yolo_output_.*'``
 to fine-tune on another class set).
 """
@@ -20,19 +23,21 @@ from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, pos
 
 
 def main() -> int:
-    p = ArgumentParser(description="Darknet .weights -> Keras .h5", prog="convert_darknet.py")
+    p = ArgumentParser(description="Darknet .weights or keras-yolo3 .h5 -> detectlab by-name .h5", prog="convert_darknet.py")
     add_config_flags(p)
-    p.add_argument("--weights", required=True, help="Darknet .weights file")
+    p.add_argument("--weights", required=True, help=(
+        "Darknet .weights (yolov3.weights, yolov3-tiny.weights, or backbone-only darknet53.conv.74) or a keras-yolo3 "
+        ".h5 (convert.py's yolo.h5 or train.py's trained_weights_*.h5, Keras 2 auto-named layers, loaded by layer order); "
+        "files trained for another class count convert all but the output convolutions"))
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--num-classes", type=positive_int, help="classes of the network (default: model.num_classes, else 80)")
     args = p.parse_args()
     from detectlab.registry import MODELS
-    from detectlab.weights.by_name import save_h5
-    from detectlab.weights.darknet import load_darknet_weights
+    from detectlab.weights.by_name import load_weights, save_h5
 
     cfg = load_cli_config(args.config, args.overrides)
     model = MODELS.get(cfg.model.family).build(cfg, args.num_classes or cfg.model.num_classes or 80, None)
-    report = load_darknet_weights(model, args.weights)
+    report = load_weights(model, args.weights)
     save_h5(model, args.out)
     print(f"{args.weights}: {report.summary()}")
     if report.missing:

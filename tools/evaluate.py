@@ -27,7 +27,7 @@ from detectlab.utils import atomic_write_json  # noqa: E402
 def main(argv=None) -> int:
     p = ArgumentParser(description="COCO / VOC evaluation", prog="evaluate.py")
     add_config_flags(p)
-    p.add_argument("--weights", help="model weights (.keras checkpoint, .h5, Darknet .weights)")
+    p.add_argument("--weights", help="model weights: a .keras checkpoint or any file train.py --weights takes (see its --help)")
     p.add_argument("--data", help="COCO JSON to evaluate on, or 'shapes' (the recipe's validation split)")
     p.add_argument("--images", help="image folder of --data")
     p.add_argument("--gt", help="ground-truth COCO JSON (score a results file, no model)")

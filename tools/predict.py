@@ -82,7 +82,7 @@ def score_hint(best: float) -> str:
 def main(argv=None) -> int:
     p = ArgumentParser(description="detect objects in images", prog="predict.py")
     add_config_flags(p)
-    p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
+    p.add_argument("--weights", required=True, help="a .keras checkpoint or any file train.py --weights takes (see its --help)")
     p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--score", type=unit_float, help="minimum score (default: predict.score_threshold)")

@@ -20,6 +20,7 @@ from detectlab.cli import (  # noqa: E402
 )
 from detectlab.config import load_config  # noqa: E402
 from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.weights.formats import WEIGHTS_HELP  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=positive_int)
     p.add_argument("--lr", type=positive_float, help="learning rate")
     p.add_argument("--workers", type=non_negative_int, help="data loader processes (0: in the training process)")
-    p.add_argument("--weights", help="initial weights: .keras checkpoint, by-name .h5, or Darknet .weights")
+    p.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--exclude", help="regex of layer names not to load from --weights (e.g. 'yolo_output_.*')")
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
     p.add_argument("--layers", help="trainable layers: a preset (all, heads, ...) or a regex; one stage")

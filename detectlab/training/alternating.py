@@ -29,6 +29,7 @@ from detectlab.data.rcnn_targets import RoiSampler
 from detectlab.losses.faster_rcnn import class_accuracy
 from detectlab.models.base import replica_scale
 from detectlab.registry import LOSSES
+from detectlab.training.optimizers import ALTERNATING_INITIAL_LOSS_SCALE, loss_scaled
 from detectlab.utils import log
 
 PROPOSAL_KEYS = ("proposals", "proposal_counts")
@@ -150,15 +151,18 @@ def training_views(model) -> Views:
 
 
 def compile_views(model, rpn_optimizer, classifier_optimizer, jit_compile: bool = False) -> Views:
-    """Compile both views; the combined model keeps both optimizers (saved with it) and a
-    :class:`LearningRates` as its ``optimizer`` for the callbacks."""
+    """Compile both views (under ``mixed_float16`` each optimizer is wrapped in a loss scaler
+    starting at ``ALTERNATING_INITIAL_LOSS_SCALE``); the combined model keeps both plain
+    optimizers (saved with it) and a :class:`LearningRates` as its ``optimizer`` for the
+    callbacks."""
     views = training_views(model)
-    views.rpn.compile(optimizer=rpn_optimizer, jit_compile=jit_compile)
-    views.classifier.compile(optimizer=classifier_optimizer, jit_compile=jit_compile)
-    model.rpn_optimizer, model.classifier_optimizer = rpn_optimizer, classifier_optimizer
     for view, optimizer in ((views.rpn, rpn_optimizer), (views.classifier, classifier_optimizer)):
-        optimizer.build(view.trainable_variables)
-    model.optimizer = LearningRates(rpn_optimizer, classifier_optimizer)
+        view.compile(optimizer=loss_scaled(optimizer, view, ALTERNATING_INITIAL_LOSS_SCALE), jit_compile=jit_compile)
+        view.optimizer.build(view.trainable_variables)
+    # the plain optimizers are saved with the model (a loss scale is no training state to keep)
+    model.rpn_optimizer, model.classifier_optimizer = (getattr(v.optimizer, "inner_optimizer", v.optimizer)
+                                                       for v in (views.rpn, views.classifier))
+    model.optimizer = LearningRates(model.rpn_optimizer, model.classifier_optimizer)
     return views
 
 

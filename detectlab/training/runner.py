@@ -35,6 +35,7 @@ from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
 from detectlab.weights.formats import load_weights
+from detectlab.weights.imagenet import load_backbone_weights
 
 
 @dataclass
@@ -75,6 +76,9 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
 
     with strategy.scope():
         model = family.build(cfg, num_classes, class_weights, (train_set.class_names, train_set.category_ids))
+    if cfg.model.backbone_weights and state is None:
+        report = load_backbone_weights(model, cfg.model)
+        log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
     if weights and state is None:
         report = load_weights(model, weights, exclude)
         log.info("weights from %s: %s", weights, report.summary())

@@ -6,9 +6,12 @@ Sources:
 - ``.h5``: the classic Keras by-name layout (``layer_names`` / ``weight_names`` attributes,
   optionally under ``model_weights/``), the layout the reference Keras Mask R-CNN, Faster
   R-CNN and YOLOv3 ship their weights in; :func:`save_h5` writes it;
+- keras-frcnn's ``model_frcnn.hdf5`` and Keras' application files too, once
+  :mod:`detectlab.weights.keras_frcnn` / :mod:`detectlab.weights.imagenet` have renamed them.
 
-(:func:`detectlab.weights.formats.load_weights` picks the reader by file type; Darknet
-``.weights`` are read by :mod:`detectlab.weights.darknet`.)
+(:func:`detectlab.weights.formats.load_weights` picks the reader by file type: keras-yolo3
+files by creation order, :mod:`detectlab.weights.keras_yolo3`; Darknet ``.weights`` by
+layer order, :mod:`detectlab.weights.darknet`.)
 
 Layers matching ``exclude`` (a regex) are skipped, e.g. the class-specific heads when
 fine-tuning on another class set. A layer whose shapes differ is an error naming it.

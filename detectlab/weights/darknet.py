@@ -5,6 +5,10 @@ File layout: a header of ``major, minor, revision`` (int32) and ``seen`` (int64 
 ``.cfg`` order: with batch norm ``beta, gamma, mean, variance``, else ``bias``; then the
 kernel as ``(out, in, kh, kw)``.
 
+Darknet's batch norm (``sqrt(var) + 1e-6``) is reproduced exactly by folding the
+difference into ``gamma`` (:mod:`detectlab.weights.batch_norm_fold`), so a model loaded
+from a Darknet file gives Darknet's outputs.
+
 A file holds either the whole network or only its first convolutions (the backbone, e.g.
 ``darknet53.conv.74``). A whole network trained for another number of classes loads
 everything except the three output convolutions, which are reported by name.
@@ -19,6 +23,7 @@ import numpy as np
 
 from detectlab.errors import WeightsError
 from detectlab.utils import named_layers
+from detectlab.weights.batch_norm_fold import darknet_gamma_to_keras, keras_gamma_to_darknet
 from detectlab.weights.report import LoadReport
 
 _CONV = re.compile(r"(darknet|yolo)_conv_(\d+)$")
@@ -128,7 +133,7 @@ def _set_conv(conv, bn, chunk: np.ndarray) -> None:
     if bn is not None:
         beta, gamma, mean, var = (chunk[offset + k * cout : offset + (k + 1) * cout] for k in range(4))
         offset += 4 * cout
-        bn.set_weights([gamma, beta, mean, var])
+        bn.set_weights([darknet_gamma_to_keras(gamma, var, bn.epsilon), beta, mean, var])
         bias = None
     else:
         bias = chunk[:cout]
@@ -146,7 +151,7 @@ def write_darknet(model, path, body_only: bool = False, version=(0, 2, 0), seen:
         weights = conv.get_weights()
         if bn is not None:
             gamma, beta, mean, var = bn.get_weights()
-            chunks += [beta, gamma, mean, var]
+            chunks += [beta, keras_gamma_to_darknet(gamma, var, bn.epsilon), mean, var]
         else:
             chunks.append(weights[1])
         chunks.append(weights[0].transpose(3, 2, 0, 1).reshape(-1))

@@ -46,3 +46,13 @@ def test_set_precision_sets_the_resolved_policy_and_warns_on_emulated_bfloat16(c
         assert warned is not cpu_has_native_bfloat16()
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_mixed_float16_on_a_cpu_without_float16_is_warned_about(caplog):
+    try:
+        with caplog.at_level(logging.WARNING, logger="detectlab"):
+            assert set_precision("mixed_float16") == "mixed_float16"
+        warned = any("no native float16" in r.getMessage() for r in caplog.records)
+        assert warned is cpu_flags().isdisjoint(("avx512_fp16", "amx_fp16"))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

@@ -6,6 +6,7 @@ import pytest
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
 from detectlab.weights.darknet import darknet_convolutions, load_darknet_weights, read_darknet, write_darknet
+from detectlab.weights.batch_norm_fold import keras_gamma_to_darknet
 
 
 def model(tiny_cfg, classes=3, recipe="yolov3_darknet53_instant.yaml"):
@@ -24,9 +25,9 @@ def assert_same(a, b, layers):
     for (ca, ba), (cb, bb) in zip(darknet_convolutions(a)[:layers], darknet_convolutions(b)[:layers]):
         for x, y in zip(ca.get_weights(), cb.get_weights()):
             np.testing.assert_array_equal(x, y)
-        if ba is not None:
+        if ba is not None:  # gamma goes through Darknet's epsilon and back: float rounding
             for x, y in zip(ba.get_weights(), bb.get_weights()):
-                np.testing.assert_array_equal(x, y)
+                np.testing.assert_allclose(x, y, rtol=1e-6)
 
 
 def test_cfg_order_of_the_darknet53_model(tiny_cfg):
@@ -50,8 +51,11 @@ def test_whole_network_round_trip(tiny_cfg, tmp_path):
     assert_same(source, target, None)
     # the file itself is in Darknet's order: beta, gamma, mean, variance, then the (out, in, h, w) kernel
     n = source.get_layer("darknet_conv_000").kernel.shape[-1]
-    gamma, beta, mean, var = source.get_layer("darknet_bn_000").get_weights()
-    np.testing.assert_array_equal(data[: 4 * n].reshape(4, n), np.stack([beta, gamma, mean, var]))
+    bn = source.get_layer("darknet_bn_000")
+    gamma, beta, mean, var = bn.get_weights()
+    darknet_gamma = keras_gamma_to_darknet(gamma, var, bn.epsilon)  # Darknet's epsilon on the std
+    np.testing.assert_array_equal(data[: 4 * n].reshape(4, n), np.stack([beta, darknet_gamma, mean, var]))
+    np.testing.assert_allclose(darknet_gamma, gamma * (np.sqrt(var) + 1e-6) / np.sqrt(var + bn.epsilon), rtol=1e-6)
     kernel = source.get_layer("darknet_conv_000").get_weights()[0]  # (h, w, in, out)
     np.testing.assert_array_equal(data[4 * n : 4 * n + kernel.size], kernel.transpose(3, 2, 0, 1).reshape(-1))
 
@@ -86,3 +90,13 @@ def test_wrong_file_is_a_clear_error(tiny_cfg, tmp_path):
     path.write_bytes(np.array([0, 2, 0], np.int32).tobytes() + np.zeros(1, np.int64).tobytes() + np.zeros(10, np.float32).tobytes())
     with pytest.raises(WeightsError, match=r"holds 10 parameters; this model needs \d+ \(whole network\) or \d+ \(backbone only\)"):
         load_darknet_weights(model(tiny_cfg), path)
+
+
+def test_backbone_file_named_like_darknet53_conv_74_loads_through_load_weights(tiny_cfg, tmp_path):
+    from detectlab.weights.by_name import load_weights
+
+    source, target = model(tiny_cfg), model(tiny_cfg)
+    fill_distinct(source)
+    write_darknet(source, tmp_path / "darknet53.conv.74", body_only=True)
+    report = load_weights(target, tmp_path / "darknet53.conv.74")
+    assert report.loaded[0] == "darknet_conv_000" and report.missing[0].startswith("yolo_")
