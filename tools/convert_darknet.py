@@ -33,7 +33,8 @@ def main() -> int:
     p.add_argument("--num-classes", type=positive_int, help="classes of the network (default: model.num_classes, else 80)")
     args = p.parse_args()
     from detectlab.registry import MODELS
-    from detectlab.weights.by_name import load_weights, save_h5
+    from detectlab.weights.by_name import save_h5
+    from detectlab.weights.formats import load_weights
 
     cfg = load_cli_config(args.config, args.overrides)
     model = MODELS.get(cfg.model.family).build(cfg, args.num_classes or cfg.model.num_classes or 80, None)

@@ -93,7 +93,7 @@ def test_wrong_file_is_a_clear_error(tiny_cfg, tmp_path):
 
 
 def test_backbone_file_named_like_darknet53_conv_74_loads_through_load_weights(tiny_cfg, tmp_path):
-    from detectlab.weights.by_name import load_weights
+    from detectlab.weights.formats import load_weights
 
     source, target = model(tiny_cfg), model(tiny_cfg)
     fill_distinct(source)

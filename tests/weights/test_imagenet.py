@@ -18,7 +18,7 @@ from detectlab.errors import WeightsError
 from detectlab.registry import BACKBONES
 from detectlab.utils import named_layers
 from detectlab.weights import imagenet
-from detectlab.weights.by_name import load_weights
+from detectlab.weights.formats import load_weights
 from detectlab.weights.imagenet import IMAGENET_FILES, load_backbone_weights, load_imagenet_backbone
 from tests.conftest import INSTANT
 from tests.weights.keras2_h5 import write_keras2_h5

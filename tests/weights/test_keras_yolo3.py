@@ -16,7 +16,7 @@ import pytest
 
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
-from detectlab.weights.by_name import load_weights
+from detectlab.weights.formats import load_weights
 from detectlab.weights.darknet import darknet_convolutions
 from tests.conftest import INSTANT, tool
 from tests.weights.darknet_reference import darknet_forward, relative, yolov3_cfg, yolov3_tiny_cfg

@@ -21,7 +21,7 @@ from detectlab.config import load_config
 from detectlab.errors import WeightsError
 from detectlab.registry import MODELS
 from detectlab.utils import named_layers
-from detectlab.weights.by_name import load_weights
+from detectlab.weights.formats import load_weights
 from tests.conftest import INSTANT
 from tests.weights.keras2_h5 import write_keras2_h5
 
