@@ -10,6 +10,11 @@ to full size. Signatures (all for one image; outputs sliced to the detections fo
   the thresholds as inputs (a SavedModel signature input cannot have a default, so the
   first two use the recipe's values).
 
+TFLite (YOLOv3 / YOLOv3-tiny; float32, float16 or int8): input ``x float32 (1, S, S, 3)``, the
+image letterboxed to ``S = image_size`` on grey (128), RGB 0..255; outputs ``boxes (K, 4)``
+y1 x1 y2 x2 normalised to the letterboxed frame, ``scores``, ``class_ids``, ``valid`` (NMS inside,
+with TFLite's built-in NMS op). The letterbox needs a dynamic-shape warp TFLite lacks.
+
 Outputs: ``boxes (K, 4) float32`` **x1, y1, x2, y2** in the input image's pixels,
 ``scores (K,)``, ``class_ids (K,) int32`` (0..C-1), ``class_names (K,) string``,
 ``num_detections ()`` int32, and for Mask R-CNN ``masks (K, H, W) uint8`` (0/1).
@@ -18,13 +23,18 @@ Outputs: ``boxes (K, 4) float32`` **x1, y1, x2, y2** in the input image's pixels
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from detectlab.data.transforms import GREY
+from detectlab.errors import ExportError
+from detectlab.inference.predictor import Detections, Predictor, unletterbox
+from detectlab.layers.nms import class_offset_nms
 
 EXPORT_INFO = "detectlab_export.json"
 
@@ -155,3 +165,184 @@ def export_saved_model(model, out: str | Path, image_size: int, score_threshold:
 def saved_model_predict(loaded, image: np.ndarray, signature: str = "serving_default", **kwargs) -> dict:
     """Run one image through a loaded SavedModel signature -> numpy outputs."""
     return {k: v.numpy() for k, v in loaded.signatures[signature](image=tf.constant(image), **kwargs).items()}
+
+
+# -- TFLite ------------------------------------------------------------------------------------
+
+TFLITE_TYPES = ("float32", "float16", "int8")
+
+
+def tflite_bytes(model, image_size: int, score_threshold: float, nms_threshold: float, max_detections: int,
+                 dtype: str = "float32", calibration: Iterable[np.ndarray] | None = None) -> bytes:
+    """A YOLOv3 model as a ``.tflite`` flatbuffer (see the module docstring for its signature).
+
+    ``calibration``: letterboxed ``float32 (S, S, 3)`` images for int8's representative dataset.
+    """
+    if dtype not in TFLITE_TYPES:
+        raise ExportError(f"--quantize: unknown TFLite type '{dtype}' (known: {', '.join(TFLITE_TYPES)})")
+    network = model.inference_model(score_threshold, nms_threshold, max_detections)
+    try:
+        decode = network.get_layer("yolo_decode")
+    except ValueError:
+        raise ExportError(f"TFLite export supports YOLOv3 models only, not {model.name} "
+                          "(its proposal stage needs TensorFlow ops TFLite lacks); export a SavedModel") from None
+    decoder = keras.Model(network.inputs, decode.output)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="x")])
+    def detect(x):
+        boxes, scores = decoder(x, training=False)
+        names = ("boxes", "scores", "class_ids", "valid")
+        result = class_offset_nms(tf.cast(boxes[0], tf.float32), tf.cast(scores[0], tf.float32), max_detections,
+                                  nms_threshold, score_threshold)
+        return dict(zip(names, result))
+
+    with tempfile.TemporaryDirectory() as tmp:  # from_saved_model freezes the variables
+        archive = keras.export.ExportArchive()
+        archive.track(decoder)
+        archive.add_endpoint("serving_default", detect)
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        if dtype != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if dtype == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if dtype == "int8":
+            images = list(calibration or [])
+            if not images:
+                raise ExportError("--quantize int8 needs calibration images (--calibration DATA.json)")
+            converter.representative_dataset = lambda: ([im[None].astype(np.float32)] for im in images)
+        return converter.convert()
+
+
+class TfliteDetector:
+    """Runs an exported ``.tflite`` on RGB images of any size (letterbox with detectlab's own)."""
+
+    def __init__(self, path_or_bytes, image_size: int):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            content = path_or_bytes if isinstance(path_or_bytes, bytes) else None
+            path = None if content is not None else str(path_or_bytes)
+            self.interpreter = tf.lite.Interpreter(model_path=path, model_content=content)
+        self.runner = self.interpreter.get_signature_runner()
+        self.image_size = int(image_size)
+
+    def predict(self, image: np.ndarray) -> Detections:
+        from detectlab.data.transforms import letterbox
+
+        letterboxed, transform = letterbox(image, self.image_size)
+        out = self.runner(x=letterboxed[None].astype(np.float32))
+        n = int(out["valid"])
+        boxes = unletterbox(out["boxes"][:n] * self.image_size, transform, image.shape[:2])
+        return Detections(boxes, out["scores"][:n], out["class_ids"][:n].astype(np.int32))
+
+
+# -- parity --------------------------------------------------------------------------------------
+
+def parity_images(image_size: int, dataset=None, count: int = 4, seed: int = 0) -> list[np.ndarray]:
+    """RGB images of several sizes and aspect ratios: ``count`` synthetic shapes images resized to
+    ``1x1, 0.75x1.6, 2.3x1.1, 0.5x3`` of ``image_size`` (h x w), then the dataset's first ``count``."""
+    import cv2
+
+    from detectlab.data.shapes import draw_image
+
+    rng = np.random.default_rng(seed)
+    shapes = [(1.0, 1.0), (0.75, 1.6), (2.3, 1.1), (0.5, 3.0)]
+    images = []
+    for k in range(count):
+        fh, fw = shapes[k % len(shapes)]
+        image, _ = draw_image(image_size, rng)
+        images.append(cv2.resize(image, (max(8, round(fw * image_size)), max(8, round(fh * image_size)))))
+    if dataset is not None:
+        images += [dataset.load_image(i) for i in range(min(count, len(dataset)))]
+    return images
+
+
+def saved_model_detector(loaded, signature: str = "serving_default") -> Callable[[np.ndarray], Detections]:
+    """A loaded SavedModel as ``image -> Detections`` (y1 x1 y2 x2), to compare with Predictor."""
+
+    def detect(image: np.ndarray) -> Detections:
+        out = {k: v.numpy() for k, v in loaded.signatures[signature](image=tf.constant(image)).items()}
+        return Detections(out["boxes"][:, [1, 0, 3, 2]], out["scores"], out["class_ids"], out.get("masks"))
+
+    return detect
+
+
+def parity_problem(expected: Detections, got: Detections, score_threshold: float, max_detections: int,
+                   tolerance: float = 1.0, score_margin: float = 0.02) -> str | None:
+    """Why ``got`` does not reproduce ``expected`` (``None`` if it does).
+
+    Each expected detection needs one of the same class with every box side within ``tolerance``
+    pixels (greedy, best IoU first). Detections without a partner are tolerated only when their
+    score is within ``score_margin`` of a cut-off (the score threshold, or the lowest score of a
+    full top-``max_detections`` list), where rounding decides which side they fall.
+    """
+    from detectlab.boxes import iou_matrix
+
+    cut = {id(d): (d.scores.min() if len(d) >= max_detections else -1.0) for d in (expected, got)}
+    used = np.zeros(len(got), bool)
+    iou = iou_matrix(expected.boxes, got.boxes) if len(expected) and len(got) else np.zeros((len(expected), len(got)))
+    for i in np.argsort(-expected.scores, kind="stable"):
+        candidates = [j for j in np.argsort(-iou[i], kind="stable") if not used[j] and got.class_ids[j] == expected.class_ids[i]]
+        close = [j for j in candidates if np.abs(got.boxes[j] - expected.boxes[i]).max() <= tolerance]
+        if close:
+            used[close[0]] = True
+        elif not _marginal(expected.scores[i], score_threshold, cut[id(got)], score_margin):
+            return (f"detection {i} (class {expected.class_ids[i]}, score {expected.scores[i]:.3f}, box "
+                    f"{np.round(expected.boxes[i], 1).tolist()}) has no counterpart within {tolerance:g} px")
+    for j in np.flatnonzero(~used):
+        if not _marginal(got.scores[j], score_threshold, cut[id(expected)], score_margin):
+            return f"extra detection (class {got.class_ids[j]}, score {got.scores[j]:.3f}) that Predictor does not find"
+    if expected.masks is not None and got.masks is not None:
+        return _mask_problem(expected, got)
+    return None
+
+
+def _marginal(score: float, threshold: float, cut: float, margin: float) -> bool:
+    return abs(score - threshold) <= margin or abs(score - cut) <= margin
+
+
+def _mask_problem(expected: Detections, got: Detections, min_agreement: float = 0.99) -> str | None:
+    """Masks of matched detections (same order) must agree on ``min_agreement`` of the pixels."""
+    if expected.masks.shape[1:] != got.masks.shape[1:]:
+        return f"masks are {got.masks.shape[1:]} instead of the image's {expected.masks.shape[1:]}"
+    n = min(len(expected.masks), len(got.masks))
+    agreement = (expected.masks[:n] == got.masks[:n]).mean() if n else 1.0
+    return None if agreement >= min_agreement else f"masks agree on only {agreement:.1%} of the pixels"
+
+
+def check_parity(predictor: Predictor, detect: Callable[[np.ndarray], Detections], images: list[np.ndarray],
+                 what: str, tolerance: float = 1.0) -> None:
+    """Raise :class:`ExportError` (one line) unless ``detect`` reproduces ``predictor`` on ``images``."""
+    for k, (image, expected) in enumerate(zip(images, predictor.predict(images))):
+        problem = parity_problem(expected, detect(image), predictor.score_threshold, predictor.max_detections, tolerance)
+        if problem:
+            raise ExportError(f"{what}: parity check failed on test image {k} ({image.shape[0]}x{image.shape[1]}): {problem}")
+
+
+def int8_report(predictor: Predictor, detector: TfliteDetector, images: list[np.ndarray], dataset=None) -> str:
+    """One line on an int8 model: how many of Predictor's detections it keeps (IoU >= 0.5, same
+    class) on ``images`` and, with ``dataset``, its COCO AP50 next to the Keras model's."""
+    from detectlab.boxes import iou_matrix
+
+    found = total = 0
+    for image, expected in zip(images, predictor.predict(images)):
+        got = detector.predict(image)
+        total += len(expected)
+        if len(expected) and len(got):
+            same = expected.class_ids[:, None] == got.class_ids[None]
+            found += int(((iou_matrix(expected.boxes, got.boxes) >= 0.5) & same).any(1).sum())
+    line = f"int8: {found}/{total} of Predictor's detections on the check images found again (IoU >= 0.5, same class)"
+    if dataset is not None:
+        from detectlab.evaluation.coco_eval import evaluate_results
+        from detectlab.inference.predictor import to_coco_results
+
+        ap = {}
+        for name, detections in (("keras", predictor.predict_dataset(dataset)),
+                                 ("int8", [detector.predict(dataset.load_image(i)) for i in range(len(dataset))])):
+            metrics = evaluate_results(dataset.coco(), to_coco_results(dataset, detections), ["bbox"],
+                                       predictor.max_detections)
+            ap[name] = metrics["bbox"]["AP50"]
+        line += f"; AP50 on {len(dataset)} images: keras {ap['keras']:.3f}, int8 {ap['int8']:.3f} (drop {ap['keras'] - ap['int8']:+.3f})"
+    return line

@@ -47,3 +47,22 @@ class PerClassNMS(keras.layers.Layer):
             "iou_threshold": self.iou_threshold,
             "score_threshold": self.score_threshold,
         }
+
+
+def class_offset_nms(boxes, scores, max_detections: int, iou_threshold: float, score_threshold: float):
+    """Per-class NMS of one image with TFLite's built-in NMS op (no ``combined_non_max_suppression``).
+
+    ``boxes (N, 4)`` normalised y1 x1 y2 x2 shared by all classes, ``scores (N, C)``. Each
+    (box, class) pair is shifted by ``2 * class`` so boxes of different classes never overlap;
+    one greedy NMS then equals per-class NMS followed by the global top ``max_detections``
+    (what :class:`PerClassNMS` returns). Output: ``boxes (K, 4)``, ``scores (K,)``,
+    ``class_ids (K,) int32``, ``valid ()`` int32; rows past ``valid`` are padding.
+    """
+    num_classes = tf.shape(scores)[1]
+    flat_boxes = tf.reshape(tf.tile(boxes[:, None], [1, num_classes, 1]), [-1, 4])
+    flat_classes = tf.tile(tf.range(num_classes), [tf.shape(boxes)[0]])
+    shifted = flat_boxes + 2.0 * tf.cast(flat_classes, tf.float32)[:, None]
+    index, kept_scores, valid = tf.raw_ops.NonMaxSuppressionV5(
+        boxes=shifted, scores=tf.reshape(scores, [-1]), max_output_size=max_detections, iou_threshold=iou_threshold,
+        score_threshold=score_threshold, soft_nms_sigma=0.0, pad_to_max_output_size=True)
+    return tf.gather(flat_boxes, index), kept_scores, tf.gather(flat_classes, index), valid
