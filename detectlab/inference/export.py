@@ -47,16 +47,29 @@ def letterbox_graph(image, size: int):
 
     The same warp as :func:`detectlab.data.transforms.letterbox` (bilinear, pixel centres at
     ``i + 0.5``, constant grey border), so the network sees the same pixels (up to rounding).
+    Separable gathers only, so ONNX converters take it too.
     """
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.reduce_min(size / hw)
     ty, tx = tf.unstack((size - hw * scale) / 2)
-    # output pixel (x, y) reads input ((x + 0.5 - tx) / s - 0.5, (y + 0.5 - ty) / s - 0.5)
-    inverse = tf.stack([1 / scale, 0.0, (0.5 - tx) / scale - 0.5, 0.0, 1 / scale, (0.5 - ty) / scale - 0.5, 0.0, 0.0])
-    warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(image, tf.float32)[None], transforms=inverse[None], output_shape=tf.constant([size, size]),
-        fill_value=float(GREY), interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-    return tf.round(warped), tf.stack([scale, scale, ty, tx])
+    x = _bilinear_rows(tf.cast(image, tf.float32), scale, ty, size)  # (size, W, 3)
+    x = _bilinear_rows(tf.transpose(x, [1, 0, 2]), scale, tx, size)  # (size, size, 3), transposed back
+    return tf.round(tf.transpose(x, [1, 0, 2])), tf.stack([scale, scale, ty, tx])
+
+
+def _bilinear_rows(image, scale, shift, size: int):
+    """Rows ``i`` of the output read input row ``(i + 0.5 - shift) / scale - 0.5`` (bilinear);
+    rows outside the input count as grey (as ``cv2.BORDER_CONSTANT``)."""
+    length = tf.shape(image)[0]
+    u = (tf.range(size, dtype=tf.float32) + 0.5 - shift) / scale - 0.5
+    i0 = tf.cast(tf.floor(u), tf.int32)
+    frac = (u - tf.floor(u))[:, None, None]
+
+    def row(i):
+        inside = ((i >= 0) & (i < length))[:, None, None]
+        return tf.where(inside, tf.gather(image, tf.clip_by_value(i, 0, length - 1)), float(GREY))
+
+    return row(i0) * (1 - frac) + row(i0 + 1) * frac
 
 
 def unletterbox_graph(boxes, transform, shape_hw):
