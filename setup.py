@@ -24,7 +24,8 @@ setup(
         "h5py>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=7.4"],
+        "test": ["pytest>=7.4", "tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
+        "onnx": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
         "cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
 )

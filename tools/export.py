@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained model for serving without detectlab: a TensorFlow SavedModel or TFLite.
+"""Export a trained model for serving without detectlab: a TensorFlow SavedModel, TFLite or ONNX.
 
     python tools/export.py --weights runs/shapes/checkpoints/best.keras --format saved_model --out export/shapes
     python tools/export.py --weights best.keras --format tflite --quantize float32,float16,int8 --calibration train.json
@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p = ArgumentParser(description="export a model for TF Serving / TFLite", prog="export.py")
     add_config_flags(p)
     p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
-    p.add_argument("--format", required=True, choices=["saved_model", "tflite"])
+    p.add_argument("--format", required=True, choices=["saved_model", "tflite", "onnx"])
     p.add_argument("--out", help="output folder (default: export/<format> beside the run folder of --weights)")
     p.add_argument("--score", type=unit_float, help="default score threshold (default: predict.score_threshold)")
     p.add_argument("--nms", type=unit_float, help="default NMS IoU threshold (default: predict.nms_threshold)")
@@ -75,6 +75,17 @@ def main() -> int:
         ex.check_parity(predictor, ex.saved_model_detector(tf.saved_model.load(str(out))), images, str(out))
         print(f"SavedModel written to {out} (signatures serving_default, serving_bytes, detect, detect_bytes); "
               f"parity with Predictor checked on {len(images)} images")
+        return 0
+    if args.format == "onnx":
+        import tempfile
+
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            ex.export_saved_model(model, tmp, size, score, nms, max_det, cfg.model.family)
+            path = ex.export_onnx(tmp, out / "model.onnx")
+        ex.check_parity(predictor, ex.onnx_detector(path), images, str(path))
+        print(f"ONNX written to {path} (input 'image' uint8 HxWx3; outputs as the SavedModel's serving_default); "
+              f"parity with Predictor (onnxruntime) checked on {len(images)} images")
         return 0
 
     calibration = None

@@ -10,6 +10,8 @@ to full size. Signatures (all for one image; outputs sliced to the detections fo
   the thresholds as inputs (a SavedModel signature input cannot have a default, so the
   first two use the recipe's values).
 
+ONNX (``tf2onnx`` from the SavedModel's ``serving_default``): the same input and outputs.
+
 TFLite (YOLOv3 / YOLOv3-tiny; float32, float16 or int8): input ``x float32 (1, S, S, 3)``, the
 image letterboxed to ``S = image_size`` on grey (128), RGB 0..255; outputs ``boxes (K, 4)``
 y1 x1 y2 x2 normalised to the letterboxed frame, ``scores``, ``class_ids``, ``valid`` (NMS inside,
@@ -23,6 +25,8 @@ Outputs: ``boxes (K, 4) float32`` **x1, y1, x2, y2** in the input image's pixels
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -175,9 +179,35 @@ def export_saved_model(model, out: str | Path, image_size: int, score_threshold:
     return out
 
 
-def saved_model_predict(loaded, image: np.ndarray, signature: str = "serving_default", **kwargs) -> dict:
-    """Run one image through a loaded SavedModel signature -> numpy outputs."""
-    return {k: v.numpy() for k, v in loaded.signatures[signature](image=tf.constant(image), **kwargs).items()}
+def export_onnx(saved_model: str | Path, out_file: str | Path, opset: int = 17) -> Path:
+    """Convert a SavedModel written by :func:`export_saved_model` (its ``serving_default``) to ONNX
+    with ``tf2onnx`` (``pip install tf2onnx onnxruntime``)."""
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise ExportError("--format onnx needs tf2onnx: pip install 'detectlab[onnx]'") from None
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--signature_def",
+               "serving_default", "--output", str(out_file), "--opset", str(opset)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    errors = [line for line in done.stderr.splitlines() if " - ERROR - " in line]
+    if done.returncode != 0 or errors:
+        last = (errors or done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ExportError(f"tf2onnx could not convert {saved_model}: {last.split(' - ERROR - ')[-1]}")
+    return Path(out_file)
+
+
+def onnx_detector(path: str | Path) -> Callable[[np.ndarray], Detections]:
+    """An ``.onnx`` export as ``image -> Detections`` (y1 x1 y2 x2), run by onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def detect(image: np.ndarray) -> Detections:
+        out = dict(zip(names, session.run(None, {"image": image})))
+        return Detections(out["boxes"][:, [1, 0, 3, 2]], out["scores"], out["class_ids"], out.get("masks"))
+
+    return detect
 
 
 # -- TFLite ------------------------------------------------------------------------------------

@@ -149,3 +149,18 @@ def test_export_tool_errors_are_one_line(tmp_path):
                 "--format", "tflite", "--quantize", "int8", timeout=120)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
     assert "--calibration" in done.stderr
+
+
+def test_onnx_export_runs_in_onnxruntime_like_predictor(tmp_path):
+    pytest.importorskip("tf2onnx", reason="ONNX export needs tf2onnx (pip install 'detectlab[onnx]')")
+    from detectlab.inference.export import export_onnx, onnx_detector
+
+    cfg, model = build("yolov3_tiny_instant.yaml")
+    size = cfg.model.image_size
+    export_saved_model(model, tmp_path / "sm", size, 0.05, 0.45, 20)
+    detect = onnx_detector(export_onnx(tmp_path / "sm", tmp_path / "model.onnx"))
+    predictor = Predictor(model, size, 0.05, 0.45, 20)
+    images = parity_images(size, count=2)
+    for image, want in zip(images, predictor.predict(images)):
+        assert len(want) > 0
+        assert parity_problem(want, detect(image), 0.05, 20) is None
