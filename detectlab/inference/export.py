@@ -38,6 +38,7 @@ import tensorflow as tf
 from detectlab.data.transforms import GREY
 from detectlab.errors import ExportError
 from detectlab.inference.predictor import Detections, Predictor, unletterbox
+from detectlab.layers.conv import portable_convolutions
 from detectlab.layers.nms import class_offset_nms
 
 EXPORT_INFO = "detectlab_export.json"
@@ -118,8 +119,8 @@ def _resize_weights(start, stop, length, m):
 
 # -- the serving module ----------------------------------------------------------------------
 
-def serving_functions(model, image_size: int, score_threshold: float, nms_threshold: float, max_detections: int) -> dict:
-    """The four signature functions (``tf.function`` with input signatures), by name."""
+def serving_functions(model, image_size: int, score_threshold: float, nms_threshold: float, max_detections: int):
+    """``({signature name: tf.function with its input signature}, the inference network they call)``."""
     network = model.inference_model(score_threshold, nms_threshold, max_detections, threshold_input=True)
     names = tf.constant(model.class_names)
     defaults = (float(score_threshold), float(nms_threshold))
@@ -167,11 +168,12 @@ def export_saved_model(model, out: str | Path, image_size: int, score_threshold:
     """Write ``out`` (a SavedModel folder) and ``out/detectlab_export.json`` (what was exported)."""
     out = Path(out)
     functions, network = serving_functions(model, image_size, score_threshold, nms_threshold, max_detections)
-    archive = keras.export.ExportArchive()
-    archive.track(network)
-    for name, fn in functions.items():
-        archive.add_endpoint(name, fn)
-    archive.write_out(str(out), verbose=False)
+    with portable_convolutions():  # traced here
+        archive = keras.export.ExportArchive()
+        archive.track(network)
+        for name, fn in functions.items():
+            archive.add_endpoint(name, fn)
+        archive.write_out(str(out), verbose=False)
     info = {"format": "saved_model", "family": family, "image_size": int(image_size), "class_names": list(model.class_names),
             "score_threshold": float(score_threshold), "nms_threshold": float(nms_threshold),
             "max_detections": int(max_detections), "signatures": sorted(functions)}
@@ -239,7 +241,7 @@ def tflite_bytes(model, image_size: int, score_threshold: float, nms_threshold: 
                                   nms_threshold, score_threshold)
         return dict(zip(names, result))
 
-    with tempfile.TemporaryDirectory() as tmp:  # from_saved_model freezes the variables
+    with tempfile.TemporaryDirectory() as tmp, portable_convolutions():  # from_saved_model freezes the variables
         archive = keras.export.ExportArchive()
         archive.track(decoder)
         archive.add_endpoint("serving_default", detect)

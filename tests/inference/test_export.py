@@ -164,3 +164,13 @@ def test_onnx_export_runs_in_onnxruntime_like_predictor(tmp_path):
     for image, want in zip(images, predictor.predict(images)):
         assert len(want) > 0
         assert parity_problem(want, detect(image), 0.05, 20) is None
+
+
+def test_exports_trace_convolutions_without_extract_patches():
+    from detectlab.layers.conv import AdaptiveConv2D, portable_convolutions
+
+    layer = AdaptiveConv2D(64, 3, padding="same")
+    assert layer.computation((1, 4, 4, 512)) == "patches"  # ExtractImagePatches: no TFLite / ONNX kernel
+    with portable_convolutions():
+        assert layer.computation((1, 4, 4, 512)) is None
+    assert layer.computation((1, 4, 4, 512)) == "patches"
