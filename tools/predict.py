@@ -52,7 +52,7 @@ def input_sources(items: list[str]) -> tuple[list[Path], list[Path | int]]:
             elif p.is_file():
                 paths.append(p)
             else:
-                raise DataError(f"{p}: no such image, video or folder")
+                raise DataError(f"{p}: no such image or folder")
     if not paths and not streams:
         raise DataError(f"no images found in {', '.join(items)}")
     return paths, streams
