@@ -151,6 +151,7 @@ def test_export_tool_errors_are_one_line(tmp_path):
     assert "--calibration" in done.stderr
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime_like_predictor(tmp_path):
     pytest.importorskip("tf2onnx", reason="ONNX export needs tf2onnx (pip install 'detectlab[onnx]')")
     from detectlab.inference.export import export_onnx, onnx_detector
