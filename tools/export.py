@@ -22,6 +22,8 @@ from detectlab.cli import (  # noqa: E402
 )
 from detectlab.errors import ConfigError  # noqa: E402
 
+LOW_SCORE = 0.01  # the SavedModel's second parity check when nothing passes the export's threshold
+
 
 def parse_args(argv=None):
     p = ArgumentParser(description="export a model for TF Serving / TFLite", prog="export.py")
@@ -72,9 +74,14 @@ def main() -> int:
         import tensorflow as tf
 
         ex.export_saved_model(model, out, size, score, nms, max_det, cfg.model.family)
-        ex.check_parity(predictor, ex.saved_model_detector(tf.saved_model.load(str(out))), images, str(out))
-        print(f"SavedModel written to {out} (signatures serving_default, serving_bytes, detect, detect_bytes); "
-              f"parity with Predictor checked on {len(images)} images")
+        loaded = tf.saved_model.load(str(out))
+        compared = ex.check_parity(predictor, ex.saved_model_detector(loaded), images, str(out))
+        print(f"SavedModel written to {out} (signatures serving_default, serving_bytes, detect, detect_bytes)")
+        print(ex.parity_summary(images, compared))
+        if not compared:  # nothing above the threshold (an early checkpoint): compare at a low one
+            low = Predictor(model, size, LOW_SCORE, nms, max_det)
+            compared = ex.check_parity(low, ex.saved_model_detector(loaded, (LOW_SCORE, nms)), images, str(out))
+            print(f"{ex.parity_summary(images, compared)} (signature detect, score threshold {LOW_SCORE})")
         return 0
     if args.format == "onnx":
         import tempfile
@@ -83,9 +90,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ex.export_saved_model(model, tmp, size, score, nms, max_det, cfg.model.family)
             path = ex.export_onnx(tmp, out / "model.onnx")
-        ex.check_parity(predictor, ex.onnx_detector(path), images, str(path))
-        print(f"ONNX written to {path} (input 'image' uint8 HxWx3; outputs as the SavedModel's serving_default); "
-              f"parity with Predictor (onnxruntime) checked on {len(images)} images")
+        compared = ex.check_parity(predictor, ex.onnx_detector(path), images, str(path))
+        print(f"ONNX written to {path} (input 'image' uint8 HxWx3; outputs as the SavedModel's serving_default)")
+        print(ex.parity_summary(images, compared) + " (onnxruntime)")
         return 0
 
     calibration = None
@@ -94,7 +101,7 @@ def main() -> int:
         count = min(args.calibration_count, len(calibration_set))
         calibration = [predictor.letterbox(calibration_set.load_image(i))[0] for i in range(count)]
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
+    written, compared = {}, 0
     for dtype in types:
         path = out / f"model_{dtype}.tflite"
         path.write_bytes(ex.tflite_bytes(model, size, score, nms, max_det, dtype, calibration))
@@ -102,14 +109,16 @@ def main() -> int:
         if dtype == "int8":
             print(ex.int8_report(predictor, detector, images, data))
         else:
-            ex.check_parity(predictor, detector.predict, images, str(path))
+            compared = ex.check_parity(predictor, detector.predict, images, str(path))
         written[dtype] = path.name
     atomic_write_json(out / ex.EXPORT_INFO, {
         "format": "tflite", "family": cfg.model.family, "image_size": size, "class_names": list(model.class_names),
         "score_threshold": score, "nms_threshold": nms, "max_detections": max_det, "files": written,
         "input": f"x float32 (1, {size}, {size}, 3): RGB 0..255 letterboxed on grey 128",
         "outputs": "boxes (K, 4) y1 x1 y2 x2 normalised to the letterboxed frame, scores, class_ids, valid"})
-    print(f"TFLite ({', '.join(types)}) written to {out}; float parity with Predictor checked on {len(images)} images")
+    print(f"TFLite ({', '.join(types)}) written to {out}")
+    if types != ["int8"]:
+        print(ex.parity_summary(images, compared) + " (float TFLite)")
     return 0
 
 

@@ -304,11 +304,17 @@ def parity_images(image_size: int, dataset=None, count: int = 4, seed: int = 0) 
     return images
 
 
-def saved_model_detector(loaded, signature: str = "serving_default") -> Callable[[np.ndarray], Detections]:
-    """A loaded SavedModel as ``image -> Detections`` (y1 x1 y2 x2), to compare with Predictor."""
+def saved_model_detector(loaded, thresholds: tuple[float, float] | None = None) -> Callable[[np.ndarray], Detections]:
+    """A loaded SavedModel as ``image -> Detections`` (y1 x1 y2 x2), to compare with Predictor:
+    ``serving_default``, or ``detect`` with ``thresholds`` ``(score, nms)``."""
 
     def detect(image: np.ndarray) -> Detections:
-        out = {k: v.numpy() for k, v in loaded.signatures[signature](image=tf.constant(image)).items()}
+        if thresholds is None:
+            result = loaded.signatures["serving_default"](image=tf.constant(image))
+        else:
+            result = loaded.signatures["detect"](image=tf.constant(image), score_threshold=tf.constant(thresholds[0], tf.float32),
+                                                 nms_threshold=tf.constant(thresholds[1], tf.float32))
+        out = {k: v.numpy() for k, v in result.items()}
         return Detections(out["boxes"][:, [1, 0, 3, 2]], out["scores"], out["class_ids"], out.get("masks"))
 
     return detect
@@ -358,12 +364,25 @@ def _mask_problem(expected: Detections, got: Detections, min_agreement: float = 
 
 
 def check_parity(predictor: Predictor, detect: Callable[[np.ndarray], Detections], images: list[np.ndarray],
-                 what: str, tolerance: float = 1.0) -> None:
-    """Raise :class:`ExportError` (one line) unless ``detect`` reproduces ``predictor`` on ``images``."""
+                 what: str, tolerance: float = 1.0) -> int:
+    """Raise :class:`ExportError` (one line) unless ``detect`` reproduces ``predictor`` on ``images``;
+    returns how many of Predictor's detections were compared."""
+    compared = 0
     for k, (image, expected) in enumerate(zip(images, predictor.predict(images))):
         problem = parity_problem(expected, detect(image), predictor.score_threshold, predictor.max_detections, tolerance)
         if problem:
             raise ExportError(f"{what}: parity check failed on test image {k} ({image.shape[0]}x{image.shape[1]}): {problem}")
+        compared += len(expected)
+    return compared
+
+
+def parity_summary(images: list[np.ndarray], compared: int) -> str:
+    """How the parity check went, in words (a check without detections says so)."""
+    sizes = ", ".join(f"{im.shape[0]}x{im.shape[1]}" for im in images)
+    if not compared:
+        return (f"parity with Predictor checked on {len(images)} images ({sizes}), but neither found any detection "
+                "at this score threshold: boxes were not compared (pass --data, or a lower --score to check them)")
+    return f"parity with Predictor checked on {len(images)} images ({sizes}): {compared} detections within 1 px"
 
 
 def int8_report(predictor: Predictor, detector: TfliteDetector, images: list[np.ndarray], dataset=None) -> str:

@@ -3,6 +3,7 @@ be imported there) and reproduces ``Predictor`` on images of several sizes; TFLi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -175,3 +176,15 @@ def test_exports_trace_convolutions_without_extract_patches():
     with portable_convolutions():
         assert layer.computation((1, 4, 4, 512)) is None
     assert layer.computation((1, 4, 4, 512)) == "patches"
+
+
+@pytest.mark.slow
+def test_export_tool_checks_parity_itself(tmp_path):
+    cfg, model = build("yolov3_tiny_instant.yaml")
+    model.save(tmp_path / "m.keras")
+    done = tool("tools/export.py", "--config", INSTANT / "yolov3_tiny_instant.yaml", "--set", "model.num_classes=3",
+                "--weights", tmp_path / "m.keras", "--format", "saved_model", "--out", tmp_path / "sm", "--score", "0.05")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "detections within 1 px" in done.stdout
+    info = json.loads((tmp_path / "sm" / "detectlab_export.json").read_text())
+    assert info["class_names"] == model.class_names and info["score_threshold"] == 0.05
