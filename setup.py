@@ -7,7 +7,10 @@ setup(
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["detectlab", "detectlab.*"]),
+    # the tools/ folder is installed as detectlab.tools, so the `detectlab` command works outside a clone
+    packages=find_packages(include=["detectlab", "detectlab.*"]) + ["detectlab.tools"],
+    package_dir={"detectlab.tools": "tools"},
+    entry_points={"console_scripts": ["detectlab = detectlab.commands:main"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3",
@@ -22,6 +25,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4"],
+        "onnx": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],  # --format onnx (its test skips without)
         "cuda": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
 )

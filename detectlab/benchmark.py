@@ -6,6 +6,7 @@
 - ``training_step_times``: ``train_on_batch`` wall times after warm-up, on real batches
   from the family's generator (augmented, target-encoded) over JPEG files.
 - MFU = 3 x forward FLOPs per image x images/s / matmul FLOP/s (same run, same precision).
+- ``export_ms_per_image``: median latency of one image through each export format.
 """
 
 from __future__ import annotations
@@ -122,6 +123,55 @@ def inference_ms_per_image(predictor, image_size: int, batch: int = 1, repeats: 
         {k: v.numpy() for k, v in predictor._run(x).items()}
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000 / batch
+
+
+def _median_ms(call, repeats: int) -> float:
+    call()  # warm-up (graph building, allocation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def export_ms_per_image(model, image_size: int, score: float, nms: float, max_detections: int,
+                        formats=("saved_model", "tflite", "onnx"), repeats: int = 10) -> dict:
+    """``{"<format>_ms_per_image": ms}``: one ``image_size`` square image, batch 1, median of
+    ``repeats``. SavedModel and ONNX take the uint8 image (letterbox, un-letterbox in-graph);
+    TFLite (YOLO only; float32, float16, int8 calibrated on the image itself) the letterboxed
+    float input. Formats that do not apply (TFLite for R-CNNs, ONNX without tf2onnx) are left out."""
+    import tempfile
+    from pathlib import Path
+
+    from detectlab.data.shapes import draw_image
+    from detectlab.errors import ExportError
+    from detectlab.inference import export as ex
+
+    image, _ = draw_image(image_size, np.random.default_rng(0))
+    x = image[None].astype(np.float32)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = ex.export_saved_model(model, Path(tmp) / "sm", image_size, score, nms, max_detections)
+        if "saved_model" in formats:
+            serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+            out["saved_model_ms_per_image"] = _median_ms(lambda: {k: v.numpy() for k, v in serve(image=tf.constant(image)).items()}, repeats)
+        if "tflite" in formats:
+            for dtype in ex.TFLITE_TYPES:
+                try:
+                    content = ex.tflite_bytes(model, image_size, score, nms, max_detections, dtype, [x[0]])
+                except ExportError:  # not a YOLO model
+                    break
+                runner = ex.TfliteDetector(content, image_size).runner
+                out[f"tflite_{dtype}_ms_per_image"] = _median_ms(lambda: runner(x=x), repeats)
+        if "onnx" in formats:
+            try:
+                detect = ex.onnx_detector(ex.export_onnx(saved, Path(tmp) / "model.onnx"))
+            except (ExportError, ImportError):
+                detect = None
+            if detect is not None:
+                out["onnx_ms_per_image"] = _median_ms(lambda: detect(image), repeats)
+    return out
 
 
 def cpu_times() -> list[int]:

@@ -24,3 +24,7 @@ class WeightsError(DetectlabError, ValueError):
 
 class TrainingError(DetectlabError, RuntimeError):
     """Training had to stop (for example, a loss became non-finite)."""
+
+
+class ExportError(DetectlabError, RuntimeError):
+    """An exported model cannot be written or does not reproduce the Keras model."""

@@ -8,6 +8,8 @@ Models are random-initialised; batches come from the family's real generator (au
 target-encoded) over synthetic JPEG files at the benchmark image size. MFU is
 3 x forward FLOPs/image x images/s over the FLOP/s of a 2048^3 matmul in the same precision,
 measured in the same run (the better of a measurement before and after the timed steps).
+Inference is also timed through each export format (SavedModel, TFLite float32 / float16 /
+int8 for YOLO, ONNX when tf2onnx is installed; ``--skip export`` leaves them out).
 ``conditions`` records the machine, whether its CPU has native bfloat16, and the share of CPU
 time the host stole during the measurement (a noisy neighbour shows there, not as a slow model).
 """
@@ -21,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script from a clone, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, non_negative_int, positive_int, run  # noqa: E402
 
@@ -39,7 +42,7 @@ def main() -> int:
     p.add_argument("--loader-workers", type=non_negative_int, default=2)
     p.add_argument("--loader-batches", type=positive_int, default=20)
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "loader", "inference"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "loader", "inference", "export"])
     args = p.parse_args()
 
     import keras
@@ -103,6 +106,9 @@ def main() -> int:
             e = cfg.eval
             predictor = Predictor(model, size, cfg.predict.score_threshold, e.nms_threshold, e.max_detections, 1)
             result["inference_ms_per_image"] = round(bench.inference_ms_per_image(predictor, size), 1)
+            if "export" not in args.skip and precision == "float32":  # exports are float32 graphs
+                result.update(bench.export_ms_per_image(model, size, cfg.predict.score_threshold, e.nms_threshold,
+                                                        e.max_detections))
         result.update(loader)
         result["conditions"] = dict(bench.conditions(), host_steal_share=bench.steal_share(before, bench.cpu_times()))
         print(json.dumps(result), flush=True)

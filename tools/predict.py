@@ -3,6 +3,11 @@
 
     python tools/predict.py --weights runs/shapes_yolo/checkpoints/best.keras --images photos/ --out predictions/
     python tools/predict.py --config RECIPE --weights FILE --images a.jpg b.jpg --out out/ --score 0.5 --nms 0.4
+    python tools/predict.py --weights best.keras --images 'shots/*.png' clip.mp4 0 --out out/ --max-frames 300
+
+``--images`` takes image files, folders, globs, video files (mp4, avi, ...) and camera indices
+(``0``); each video / camera gives an annotated video and ``NAME.json`` with per-frame
+detections, and the frame rate reached is printed.
 
 ``results.json`` lists ``{"file_name", "category_id", "category", "bbox": [x, y, w, h], "score"}``
 per detection (``image_id``: the image's id in ``--data`` COCO.json, matched by ``file_name``;
@@ -12,10 +17,12 @@ RLE of the full-size mask) for Mask R-CNN, whose masks are also drawn on the ima
 
 from __future__ import annotations
 
+import glob
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script from a clone, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
@@ -25,19 +32,31 @@ from detectlab.errors import ConfigError, DataError  # noqa: E402
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def image_paths(items: list[str]) -> list[Path]:
-    paths = []
+def input_sources(items: list[str]) -> tuple[list[Path], list[Path | int]]:
+    """``--images`` -> (image paths, streams): folders give their images, globs their matches,
+    video files and camera indices (``0``, unless a file of that name exists) are streams."""
+    from detectlab.inference.video import VIDEO_SUFFIXES
+
+    paths, streams = [], []
     for item in items:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise DataError(f"{p}: no such image or folder")
-    if not paths:
+        if item.isdigit() and not Path(item).exists():
+            streams.append(int(item))
+            continue
+        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        if not matches:
+            raise DataError(f"{item}: the pattern matches no file")
+        for p in map(Path, matches):
+            if p.is_dir():
+                paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+                streams.append(p)
+            elif p.is_file():
+                paths.append(p)
+            else:
+                raise DataError(f"{p}: no such image or folder")
+    if not paths and not streams:
         raise DataError(f"no images found in {', '.join(items)}")
-    return paths
+    return paths, streams
 
 
 def coco_image_ids(paths: list[Path], annotation_file: str) -> list[int]:
@@ -83,7 +102,8 @@ def main(argv=None) -> int:
     p = ArgumentParser(description="detect objects in images", prog="predict.py")
     add_config_flags(p)
     p.add_argument("--weights", required=True, help="a .keras checkpoint or any file train.py --weights takes (see its --help)")
-    p.add_argument("--images", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument("--images", required=True, nargs="+",
+                   help="image files, folders, globs, video files (mp4, avi, ...) and/or camera indices (0)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--score", type=unit_float, help="minimum score (default: predict.score_threshold)")
     p.add_argument("--nms", type=unit_float, help="NMS IoU threshold (default: predict.nms_threshold)")
@@ -91,6 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
     p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
+    p.add_argument("--max-frames", type=positive_int, help="frames per video / camera (default: a video's all; a camera until Ctrl-C)")
     args = p.parse_args(argv)
 
     from detectlab.data.records import decode_rgb
@@ -100,7 +121,7 @@ def main(argv=None) -> int:
     from detectlab.utils import atomic_write_json
     from detectlab.data.image_check import truncated
 
-    paths = image_paths(args.images)
+    paths, streams = input_sources(args.images)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     for path in paths:  # a truncated JPEG would decode half grey
         problem = truncated(str(path))
@@ -129,15 +150,28 @@ def main(argv=None) -> int:
         if not results:  # nothing shown yet: remember the best score below --score, for the hint
             probe = probe or Predictor(model, settings[0], 0.0, settings[2], 1, settings[4])
             best = max(best, best_score(probe, images))
-    atomic_write_json(out / "results.json", results)
-    print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
-    if not results:
-        print(f"nothing scored --score {score:g} or more; {score_hint(best)}")
-    if args.data:
-        print(f"image_id: the ids of {args.data}")
-    else:
-        print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
+    if paths:
+        atomic_write_json(out / "results.json", results)
+        print(f"{len(results)} detections in {len(paths)} images; annotated images and results.json in {out}")
+        if not results:
+            print(f"nothing scored --score {score:g} or more; {score_hint(best)}")
+        if args.data:
+            print(f"image_id: the ids of {args.data}")
+        else:
+            print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
+    predict_streams(predictor, streams, out, names, model.category_ids, args.max_frames)
     return 0
+
+
+def predict_streams(predictor, streams, out: Path, names, category_ids, max_frames) -> None:
+    """Each video / camera: annotated video + per-frame JSON in ``out``; prints the frame rate."""
+    from detectlab.inference.video import predict_stream
+
+    for source in streams:
+        if isinstance(source, int):
+            print(f"camera {source}: predicting{'' if max_frames else ' until Ctrl-C'}...")
+        r = predict_stream(predictor, source, out, names, category_ids, max_frames)
+        print(f"{source}: {r.frames} frames, {r.detections} detections, {r.fps:.1f} frames/s; {r.video} and {r.json}")
 
 
 if __name__ == "__main__":

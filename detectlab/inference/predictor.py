@@ -43,6 +43,7 @@ class Predictor:
     def __init__(self, model, image_size: int, score_threshold: float = 0.3, nms_threshold: float = 0.45, max_detections: int = 100, batch_size: int = 8):
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
+        self.score_threshold, self.nms_threshold, self.max_detections = float(score_threshold), float(nms_threshold), int(max_detections)
         self.network = model.inference_model(score_threshold, nms_threshold, max_detections)
         spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
         self._run = tf.function(lambda x: self.network(x, training=False), input_signature=[spec])

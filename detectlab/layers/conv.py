@@ -30,10 +30,14 @@ AVX2 only). For ``dilation=1``, ``groups=1``, channels-last layers
 - ``None``: Keras' convolution.
 
 Weights, config and results are those of ``keras.layers.Conv2D`` (up to float rounding),
-so checkpoints and by-name loading do not depend on the choice.
+so checkpoints and by-name loading do not depend on the choice. Graphs traced inside
+:func:`portable_convolutions` (exports) use Keras' convolution everywhere: TFLite and ONNX
+have no ``ExtractImagePatches``.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import numpy as np
@@ -52,6 +56,17 @@ STRIDED_POINTWISE_MIN_CHANNELS = {"bfloat16": (1024, 2048), "float32": (1024, 1)
 # minimum input channels of a stride-1 convolution whose input gradient runs as a convolution
 # (a network's first layer sees the 3-channel image, whose gradient nobody uses)
 SAME_CONV_MIN_CHANNELS = 16
+_PORTABLE = [False]  # set while tracing graphs for export
+
+
+@contextlib.contextmanager
+def portable_convolutions():
+    """While active, every ``AdaptiveConv2D`` traces as Keras' own convolution."""
+    previous, _PORTABLE[0] = _PORTABLE[0], True
+    try:
+        yield
+    finally:
+        _PORTABLE[0] = previous
 
 
 def strided_pointwise(inputs, kernel, stride: int):
@@ -131,7 +146,7 @@ class AdaptiveConv2D(keras.layers.Conv2D):
 
     def computation(self, shape) -> str | None:
         """How a call on inputs of ``shape`` (B, H, W, C) runs (see the module docstring)."""
-        if self.data_format != "channels_last" or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or len(shape) != 4:
+        if _PORTABLE[0] or self.data_format != "channels_last" or tuple(self.dilation_rate) != (1, 1) or self.groups != 1 or len(shape) != 4:
             return None
         strides = tuple(self.strides)
         if tuple(self.kernel_size) == (1, 1):

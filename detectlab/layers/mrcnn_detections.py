@@ -22,6 +22,8 @@ class MaskRcnnDetections(keras.layers.Layer):
     ``[0, 1]``); background ROIs, all-zero (padding) ROIs and scores below ``min_confidence``
     are dropped; then per-class NMS (``nms_threshold``) and the ``max_detections`` (``K``) best
     by score, sorted. Rows past ``valid`` are zeros (class 0). Computes in float32.
+    ``thresholds`` (optional ``(B, 2)`` ``[min_confidence, nms_threshold]``, row 0 used)
+    replaces the constructor's values at run time.
     """
 
     def __init__(self, max_detections: int = 100, min_confidence: float = 0.7, nms_threshold: float = 0.3,
@@ -40,7 +42,11 @@ class MaskRcnnDetections(keras.layers.Layer):
         self.nms.build(None)  # stateless sub-layer
         self.built = True
 
-    def call(self, rois, probs, deltas):
+    def call(self, rois, probs, deltas, thresholds=None):
+        min_confidence, nms_thresholds = self.min_confidence, None
+        if thresholds is not None:
+            min_confidence, iou = tf.unstack(tf.cast(thresholds, tf.float32)[0])
+            nms_thresholds = tf.stack([0.0, iou])[None]
         rois = tf.cast(rois, tf.float32)
         probs = tf.cast(probs, tf.float32)
         deltas = tf.cast(deltas, tf.float32)
@@ -49,13 +55,13 @@ class MaskRcnnDetections(keras.layers.Layer):
         scores = tf.reduce_max(probs, axis=-1)
         class_deltas = tf.gather(deltas, class_ids, batch_dims=2)  # (B, N, 4)
         boxes = self.coder.decode(rois, class_deltas, clip=True)
-        keep = (class_ids > 0) & (scores >= self.min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+        keep = (class_ids > 0) & (scores >= min_confidence) & tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         # one column per class, the ROI's score in its class column only (background column stays 0)
         score_matrix = tf.one_hot(class_ids, num_classes) * tf.where(keep, scores, 0.0)[..., None]
-        boxes, scores, class_ids, valid = self.nms(boxes, score_matrix)
+        boxes, scores, class_ids, valid = self.nms(boxes, score_matrix, nms_thresholds)
         return boxes, class_ids, scores, valid
 
-    def compute_output_spec(self, rois, probs, deltas):
+    def compute_output_spec(self, rois, probs, deltas, thresholds=None):
         b, k = rois.shape[0], self.max_detections
         return (keras.KerasTensor((b, k, 4), dtype="float32"), keras.KerasTensor((b, k), dtype="int32"),
                 keras.KerasTensor((b, k), dtype="float32"), keras.KerasTensor((b,), dtype="int32"))

@@ -42,6 +42,15 @@ def _reducible(logs: dict, strategy) -> dict:
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
+def threshold_inputs(images, enabled: bool):
+    """An inference model's inputs and its ``thresholds`` input ``(B, 2)`` ``[score, nms]``
+    (``None`` when the thresholds are fixed at build time)."""
+    if not enabled:
+        return images, None
+    thresholds = keras.Input((2,), name="thresholds")
+    return [images, thresholds], thresholds
+
+
 class DetectorModel(keras.Model):
     """Base class. Subclasses set ``CONFIG``, ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build
     the graph from the settings :meth:`split_settings` gives them."""

@@ -28,7 +28,7 @@ from detectlab.layers.proposals import RpnProposals
 from detectlab.layers.rcnn_detections import RcnnBoxDecoder
 from detectlab.layers.roi_align import RoiAlign
 from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES
-from detectlab.models.base import DetectorModel
+from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, MODELS
 
@@ -124,17 +124,21 @@ class FasterRCNN(DetectorModel):
                                   rpn_deltas=rpn_deltas, class_probs=class_probs, class_deltas=class_deltas,
                                   classifier_head=head)
 
-    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
-        """images -> ``boxes (B, K, 4)`` normalised y1 x1 y2 x2, ``scores``, ``class_ids``, ``valid``."""
+    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int,
+                        threshold_input: bool = False) -> keras.Model:
+        """images -> ``boxes (B, K, 4)`` normalised y1 x1 y2 x2, ``scores``, ``class_ids``, ``valid``.
+        With ``threshold_input`` the model takes ``[images, thresholds (B, 2)]`` (``[score, nms]``,
+        row 0 used) and the two thresholds given here are unused (exported models)."""
         images = self.inputs[0]
         rpn_scores, rpn_deltas = self.outputs[0], self.outputs[1]
         proposals, _ = self.proposal_layer(rpn_scores, rpn_deltas)
         g = self.graph_parts
         probs, deltas = g.classifier_head([g.features, proposals])
         boxes, scores = RcnnBoxDecoder(self.num_classes, self.roi_coder, name="box_decoder")(proposals, probs, deltas)
-        outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores)
+        inputs, thresholds = threshold_inputs(images, threshold_input)
+        outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores, thresholds)
         names = ("boxes", "scores", "class_ids", "valid")
-        return keras.Model(images, dict(zip(names, outputs)), name=f"{self.name}_inference")
+        return keras.Model(inputs, dict(zip(names, outputs)), name=f"{self.name}_inference")
 
 
 def build_faster_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=None) -> FasterRCNN:

@@ -34,7 +34,7 @@ from detectlab.layers.mrcnn_detections import MaskRcnnDetections
 from detectlab.layers.preprocess import MASK_RCNN_MEAN_RGB, ImageNormalization
 from detectlab.layers.regularizers import L2
 from detectlab.losses.mask_rcnn import MASK_RCNN_LOSS_NAMES
-from detectlab.models.base import DetectorModel
+from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, LOSSES, MODELS
 
@@ -161,18 +161,23 @@ class MaskRCNN(DetectorModel):
         }
         return self.total_loss(terms, self.weight_decay_loss())
 
-    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
+    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int,
+                        threshold_input: bool = False) -> keras.Model:
         """images -> ``boxes (B, K, 4)`` normalised, ``scores``, ``class_ids`` (0..C-1),
-        ``valid``, ``masks (B, K, 28, 28)`` probabilities in each box's frame."""
+        ``valid``, ``masks (B, K, 28, 28)`` probabilities in each box's frame.
+        With ``threshold_input`` the model takes ``[images, thresholds (B, 2)]`` (``[score, nms]``,
+        row 0 used) and the two thresholds given here are unused (exported models)."""
         g = self._graph
         proposals, _ = self.proposal_layer(g["rpn_probs"][..., 1], g["rpn_deltas"], training=False)
         _, probs, deltas = self._box_head([proposals, *g["pyramid"][:4]])
+        inputs, thresholds = threshold_inputs(g["images"], threshold_input)
         boxes, class_ids, scores, valid = MaskRcnnDetections(max_detections, score_threshold, nms_threshold,
-                                                             coder=self.box_coder, name="detections")(proposals, probs, deltas)
+                                                             coder=self.box_coder, name="detections")(
+            proposals, probs, deltas, thresholds)
         masks = ClassMasks(name="class_masks")(self._mask_head([boxes, *g["pyramid"][:4]]), class_ids)
         outputs = {"boxes": boxes, "scores": scores, "class_ids": ClassIndex(name="class_index")(class_ids),
                    "valid": valid, "masks": masks}
-        return keras.Model(g["images"], outputs, name=f"{self.name}_inference")
+        return keras.Model(inputs, outputs, name=f"{self.name}_inference")
 
 
 def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=None) -> MaskRCNN:

@@ -20,7 +20,7 @@ from detectlab.heads.yolo import yolov3_head, yolov3_tiny_head
 from detectlab.layers.nms import PerClassNMS
 from detectlab.layers.yolo import YoloDecode
 from detectlab.losses.yolo import YOLO_LOSS_NAMES, YoloLoss
-from detectlab.models.base import DetectorModel
+from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, MODELS
 
@@ -92,15 +92,19 @@ class YoloV3(DetectorModel):
         self.constructor_args["class_weights"] = weights
         self.train_function = self.test_function = None  # retrace with the new weights
 
-    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int) -> keras.Model:
+    def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int,
+                        threshold_input: bool = False) -> keras.Model:
         """images -> ``boxes (B, K, 4)`` y1 x1 y2 x2 normalised to the input, ``scores``,
-        ``class_ids``, ``valid`` (see :class:`PerClassNMS`)."""
+        ``class_ids``, ``valid`` (see :class:`PerClassNMS`).
+        With ``threshold_input`` the model takes ``[images, thresholds (B, 2)]`` (``[score, nms]``,
+        row 0 used) and the two thresholds given here are unused (exported models)."""
         args = self.constructor_args
         raw = self.outputs if isinstance(self.outputs, list) else [self.outputs]
         boxes, scores = YoloDecode(args["anchors"], args["anchor_masks"], self.num_classes, name="yolo_decode")(raw)
-        outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores)
+        inputs, thresholds = threshold_inputs(self.inputs[0], threshold_input)
+        outputs = PerClassNMS(max_detections, nms_threshold, score_threshold, name="nms")(boxes, scores, thresholds)
         names = ("boxes", "scores", "class_ids", "valid")
-        return keras.Model(self.inputs[0], dict(zip(names, outputs)), name=f"{self.name}_inference")
+        return keras.Model(inputs, dict(zip(names, outputs)), name=f"{self.name}_inference")
 
 
 def build_yolov3(cfg: Config, num_classes: int, class_weights=None, classes=None) -> YoloV3:

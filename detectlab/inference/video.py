@@ -1,0 +1,107 @@
+"""Run a Predictor on a video file or a camera: an annotated video and per-frame JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from detectlab.errors import DataError
+from detectlab.inference.predictor import Predictor, coco_entries
+from detectlab.inference.visualize import draw_detections
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+# container -> FourCC that OpenCV's bundled FFmpeg writes without extra codecs
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+
+
+@dataclass
+class StreamResult:
+    """What one video / camera run produced: frame count, frames/s reached, output files."""
+
+    frames: int
+    detections: int
+    fps: float
+    video: Path
+    json: Path
+
+
+def stream_name(source: Path | int) -> str:
+    return f"camera{source}" if isinstance(source, int) else Path(source).stem
+
+
+def open_stream(source: Path | int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of a video file or a camera index; a one-line ``DataError`` if it fails."""
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not capture.isOpened():
+        what = f"camera {source}" if isinstance(source, int) else str(source)
+        raise DataError(f"{what}: cannot open (not a video OpenCV can decode, or no such camera)")
+    return capture
+
+
+def predict_stream(predictor: Predictor, source: Path | int, out_dir: Path, class_names: list[str],
+                   category_ids: list[int], max_frames: int | None = None) -> StreamResult:
+    """Detect in every frame of ``source`` (a video file, or a camera index until ``max_frames``
+    or Ctrl-C), writing ``OUT/<name>.<ext>`` (annotated; cameras as ``.avi``) and ``OUT/<name>.json``:
+    ``[{"frame", "time_s", "detections": [{"category_id", "category", "bbox": [x, y, w, h], "score"}]}]``.
+    Frames are predicted in batches of ``predictor.batch_size``; ``fps`` counts decoding,
+    prediction, drawing and encoding."""
+    capture = open_stream(source)
+    rate = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    rate = rate if 0 < rate < 1000 else 25.0
+    suffix = Path(source).suffix.lower() if not isinstance(source, int) else ".avi"
+    suffix = suffix if suffix in _FOURCC else ".avi"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    video_path, json_path = out_dir / f"{stream_name(source)}{suffix}", out_dir / f"{stream_name(source)}.json"
+    writer, frames, entries, count = None, [], [], 0
+    start = time.perf_counter()
+
+    def flush():
+        nonlocal writer
+        for image, det in zip(frames, predictor.predict(frames)):
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*_FOURCC[suffix]), rate, (w, h))
+            writer.write(cv2.cvtColor(draw_detections(image, det, class_names), cv2.COLOR_RGB2BGR))
+            index = len(entries)
+            found = [{"category": class_names[int(c)], **e} for e, c in zip(coco_entries(det, category_ids), det.class_ids)]
+            entries.append({"frame": index, "time_s": round(index / rate, 4), "detections": found})
+        frames.clear()
+
+    try:
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            count += 1
+            if len(frames) == predictor.batch_size:
+                flush()
+    except KeyboardInterrupt:  # the way to stop a camera: keep what was seen
+        pass
+    finally:
+        if frames:
+            flush()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if not entries:
+        raise DataError(f"{source}: no frame could be read")
+    elapsed = time.perf_counter() - start
+    json_path.write_text(json.dumps(entries))
+    return StreamResult(len(entries), sum(len(e["detections"]) for e in entries), len(entries) / max(elapsed, 1e-9),
+                        video_path, json_path)
+
+
+def frame_count(path: Path) -> int:
+    """Frames a video file decodes to (read one by one; container headers can be wrong)."""
+    capture = open_stream(path)
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+

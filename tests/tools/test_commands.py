@@ -1,0 +1,56 @@
+"""The ``detectlab`` command: sub-commands run the tools with their flags, also after ``pip install``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from importlib.metadata import distributions
+
+import pytest
+
+from tests.conftest import ENV, INSTANT, ROOT
+
+
+def detectlab(*args, cwd=None, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "detectlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env or {**ENV, "PYTHONPATH": str(ROOT)}, timeout=timeout)
+
+
+def test_subcommands_take_the_tools_flags_and_errors_are_one_line():
+    done = detectlab("export", "--help")
+    assert done.returncode == 0, done.stderr
+    for flag in ("--weights", "--format", "--quantize", "--calibration"):
+        assert flag in done.stdout
+    unknown = detectlab("evalute")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "did you mean 'evaluate'" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_console_script_trains_after_pip_install(tmp_path):
+    """``pip install`` (into a --target folder, so the shared environment is untouched) puts a
+    ``detectlab`` script and the tools in the package; training runs outside the clone."""
+    source, target = tmp_path / "source", tmp_path / "site"
+    source.mkdir()  # a copy, so the build leaves nothing in the clone
+    for name in ("setup.py", "README.md", "detectlab", "tools"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, source / name)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+                          "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    assert (target / "detectlab" / "tools" / "train.py").is_file()
+    (entry,) = [ep for d in distributions(path=[str(target)]) if d.metadata["Name"] == "detectlab"
+                for ep in d.entry_points if ep.group == "console_scripts"]
+    assert (entry.name, entry.value) == ("detectlab", "detectlab.commands:main")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    shutil.copy(INSTANT / "yolov3_tiny_instant.yaml", work / "recipe.yaml")
+    env = {**ENV, "PYTHONPATH": str(target)}
+    done = subprocess.run([str(target / "bin" / "detectlab"), "train", "--config", "recipe.yaml", "--workdir", "run",
+                           "--epochs", "1", "--steps-per-epoch", "1", "--val", "none", "--quiet"],
+                          capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (work / "run" / "checkpoints" / "last.keras").is_file()
+    where = subprocess.run([sys.executable, "-c", "import detectlab; print(detectlab.__file__)"], capture_output=True,
+                           text=True, cwd=work, env=env)
+    assert where.stdout.strip().startswith(str(target)), where.stdout  # the installed copy ran, not the clone

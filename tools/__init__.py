@@ -1,0 +1,1 @@
+"""The command-line tools; installed as ``detectlab.tools`` (see ``detectlab/commands.py``)."""
