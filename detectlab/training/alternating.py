@@ -1,8 +1,8 @@
 """The alternating ``train_on_batch`` loop of Faster R-CNN, with Keras callbacks.
 
-Per batch, as in keras-frcnn: ``rpn_view.train_on_batch`` (which also returns the proposals
+Per batch, as in keras-frcnn: the RPN view's ``train_on_batch`` (which also returns the proposals
 decoded from its predictions) -> ROI sampling and labelling (numpy, vectorised) ->
-``classifier_view.train_on_batch``. One ``keras.callbacks.CallbackList`` sees exactly what
+the classifier view's ``train_on_batch``. One ``keras.callbacks.CallbackList`` sees exactly what
 ``fit`` would show it (``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_begin/end``
 with the merged named logs, ``on_epoch_end`` with ``val_`` logs, ``on_train_end``), so stock
 TensorBoard, CSVLogger, History, EarlyStopping, ReduceLROnPlateau and our checkpoint / NaN

@@ -18,6 +18,7 @@ import pytest
 from detectlab.config import load_config
 from detectlab.data.coco import load_coco
 from detectlab.registry import MODELS
+from detectlab.training.alternating import training_views
 from detectlab.training.optimizers import FusedAdam
 from detectlab.training.runner import make_generators, train
 from tests.conftest import INSTANT, tool
@@ -85,7 +86,7 @@ def test_each_family_trains_under_mixed_float16(recipe, tmp_path, shapes_dir):
     for name in losses:
         assert np.all(np.isfinite(result.history[name])), name
     if recipe.startswith("faster_rcnn"):  # the alternating views start their loss scale low
-        assert float(model.classifier_view.optimizer.dynamic_scale.numpy()) == 2.0**10
+        assert float(training_views(model).classifier.optimizer.dynamic_scale.numpy()) == 2.0**10
 
 
 @pytest.mark.slow
