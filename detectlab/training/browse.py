@@ -140,7 +140,7 @@ def dataset_stats(cfg: Config, out: Path) -> list[Path]:
         axis.xaxis.set_minor_formatter(NullFormatter())
     axes[2].bar(range(len(counts)), counts, color="tab:orange")
     axes[2].set_xticks(range(len(counts)), dataset.class_names, rotation=45, ha="right")
-    axes[2].set(title=f"instances per class ({empty} images without labels, {crowd} crowd)", ylabel="instances")
+    axes[2].set(title=f"instances per class\n({empty} images without labels, {crowd} crowd)", ylabel="instances")
     fig.tight_layout()
     png_path = out / "stats.png"
     fig.savefig(png_path, dpi=100)
