@@ -25,19 +25,32 @@ def load_split(cfg: Config, split: str, workdir: str | os.PathLike | None = None
     """
     d = cfg.data
     if d.val is None and d.val_fraction > 0:
-        parts = holdout_split(_load_checked(cfg, "train", workdir), d.val_fraction, cfg.train.seed, d.train)
-        if split == "val":
-            log.info("validating on %d images held out of %s (data.val_fraction=%g, seed %d); pass --val to choose them",
-                     len(parts["val"]), d.train, d.val_fraction, cfg.train.seed)
-        else:
-            warn_max_boxes(parts["train"], d.max_boxes)
-        return parts[split]
+        return _held_out(cfg, workdir)[split]
     if split == "val" and d.val is None:
         return None
     dataset = _load_checked(cfg, split, workdir)
     if split == "train":
         warn_max_boxes(dataset, d.max_boxes)
     return dataset
+
+
+def load_splits(cfg: Config, workdir: str | os.PathLike | None = None):
+    """``(train, val)`` as :func:`load_split` gives them, each file read and checked once
+    (a held-out validation share comes from the same read of the training data)."""
+    d = cfg.data
+    if d.val is None and d.val_fraction > 0:
+        parts = _held_out(cfg, workdir)
+        return parts["train"], parts["val"]
+    return load_split(cfg, "train", workdir), load_split(cfg, "val", workdir)
+
+
+def _held_out(cfg: Config, workdir) -> dict:
+    d = cfg.data
+    parts = holdout_split(_load_checked(cfg, "train", workdir), d.val_fraction, cfg.train.seed, d.train)
+    log.info("validating on %d images held out of %s (data.val_fraction=%g, seed %d); pass --val to choose them",
+             len(parts["val"]), d.train, d.val_fraction, cfg.train.seed)
+    warn_max_boxes(parts["train"], d.max_boxes)
+    return parts
 
 
 def holdout_split(dataset: DetectionDataset, fraction: float, seed: int, source: str = "") -> dict:

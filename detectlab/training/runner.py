@@ -19,7 +19,7 @@ import keras
 
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
-from detectlab.data.loading import load_split, resolve_class_weights, resolve_num_classes
+from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
@@ -65,8 +65,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     cluster = Cluster.from_environment()
     chief = cluster.chief
 
-    train_set = load_split(cfg, "train", workdir)
-    val_set = load_split(cfg, "val", workdir)
+    train_set, val_set = load_splits(cfg, workdir)
     num_classes = resolve_num_classes(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=num_classes))
     previous_lrs = _saved_stage_lrs(workdir) if resume else None

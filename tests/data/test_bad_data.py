@@ -9,7 +9,7 @@ import pytest
 
 from detectlab.config import load_config
 from detectlab.data.coco import load_coco
-from detectlab.data.loading import holdout_split, load_split
+from detectlab.data.loading import holdout_split, load_split, load_splits
 from detectlab.data.image_check import check_images, image_problem
 from detectlab.data.records import read_image
 from detectlab.errors import DataError
@@ -128,7 +128,8 @@ def test_more_instances_than_max_boxes_warns_once_with_the_count(tmp_path, detec
 def test_holdout_split_is_seeded_disjoint_and_has_its_own_ground_truth(tmp_path, detectlab_log):
     path = write_coco(tmp_path, 10)
     cfg = load_config(INSTANT / "yolov3_tiny_instant.yaml", [f"data.train={path}", "data.val=null", "data.val_fraction=0.2"])
-    train_set, val_set = load_split(cfg, "train"), load_split(cfg, "val")
+    train_set, val_set = load_splits(cfg)
+    assert [r.image_id for r in load_split(cfg, "train")] == [r.image_id for r in train_set]
     train_ids, val_ids = {r.image_id for r in train_set}, {r.image_id for r in val_set}
     assert len(train_ids) == 8 and len(val_ids) == 2 and not train_ids & val_ids
     assert set(val_set.coco().getImgIds()) == val_ids and set(train_set.coco().getImgIds()) == train_ids
