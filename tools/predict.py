@@ -119,14 +119,9 @@ def main(argv=None) -> int:
     from detectlab.inference.visualize import draw_detections, save_image
     from detectlab.models.loading import model_from_config
     from detectlab.utils import atomic_write_json
-    from detectlab.data.image_check import truncated
 
     paths, streams = input_sources(args.images)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
-    for path in paths:  # a truncated JPEG would decode half grey
-        problem = truncated(str(path))
-        if problem:
-            raise DataError(f"{path}: {problem}")
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
     model = model_from_config(cfg, args.weights)
     names = args.class_names.split(",") if args.class_names else model.class_names

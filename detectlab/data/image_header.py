@@ -101,3 +101,26 @@ def _decoded_size(path: str, where: str) -> tuple[int, int]:
         raise DataError(f"{where}: cannot decode image (corrupt or not an image): {path}")
     return int(image.shape[1]), int(image.shape[0])
 
+
+def truncated(path: str) -> str | None:
+    """Why a JPEG / PNG file is cut short (no end marker / IEND chunk near its end), or None.
+
+    Decoders fill a truncated JPEG with grey and only print a warning without the file
+    name; the end marker is cheap to look for (the last kilobyte of the file; only when it
+    is not there is the whole file read, to allow trailers after the image).
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 1024))
+        tail = f.read()
+        if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+            # data after the image (camera trailers) is allowed: the last scan must end
+            f.seek(0)
+            data = f.read()
+            end = data.rfind(b"\xff\xd9")
+            if end < 0 or end < data.rfind(b"\xff\xda"):
+                return "truncated JPEG (no end-of-image marker): corrupt image"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk): corrupt image"
+    return None

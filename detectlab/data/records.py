@@ -153,10 +153,14 @@ def read_image(record: ImageRecord) -> np.ndarray:
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     """``uint8 (H, W, 3)`` RGB pixels of an image file, EXIF orientation applied (the one rule
     of the training loader, ``evaluate.py`` and ``predict.py``)."""
+    from detectlab.data.image_header import truncated
+
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's default applies the orientation
-    if image is None:
-        reason = "file not found" if not os.path.exists(path) else "cannot decode (corrupt or not an image)"
-        raise DataError(f"{path}: {reason}")
+    if image is None and not os.path.exists(path):
+        raise DataError(f"{path}: file not found")
+    problem = truncated(str(path))  # OpenCV decodes a cut JPEG half grey, with only a warning
+    if problem or image is None:
+        raise DataError(f"{path}: {problem or 'cannot decode (corrupt or not an image)'}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -2,6 +2,7 @@
 is skipped and counted when the recipe says so (``data.invalid_boxes``, ``data.bad_images``)."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ from detectlab.config import load_config
 from detectlab.data.coco import load_coco
 from detectlab.data.loading import holdout_split, load_split, load_splits
 from detectlab.data.image_check import check_images, image_problem
-from detectlab.data.records import read_image
+from detectlab.data.records import decode_rgb, read_image
 from detectlab.errors import DataError
 from tests.conftest import INSTANT
 
@@ -96,6 +97,9 @@ def test_truncated_images_are_found_up_front(tmp_path, ext, keep, reason):
     with pytest.raises(DataError) as err:
         check_images(dataset)
     assert _one_line(err) == f"{image}: {reason} (set data.bad_images=skip to leave such images out)"
+    if keep > 0.5:  # the one decoder refuses it too (a library caller skipping the up-front check)
+        with pytest.raises(DataError, match=f"^{re.escape(str(image))}: {re.escape(reason)}$"):
+            decode_rgb(image)
 
 
 def test_bad_images_skip_counts_and_lists_them_and_drops_them_from_the_ground_truth(tmp_path, detectlab_log):
