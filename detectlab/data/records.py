@@ -155,12 +155,14 @@ def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     of the training loader, ``evaluate.py`` and ``predict.py``)."""
     from detectlab.data.image_header import truncated
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's default applies the orientation
-    if image is None and not os.path.exists(path):
+    if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
-    problem = truncated(str(path))  # OpenCV decodes a cut JPEG half grey, with only a warning
-    if problem or image is None:
-        raise DataError(f"{path}: {problem or 'cannot decode (corrupt or not an image)'}")
+    problem = truncated(str(path))  # OpenCV would decode a cut JPEG half grey, with only libjpeg's warning
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's default applies the orientation
+    if image is None:
+        raise DataError(f"{path}: cannot decode (corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
