@@ -100,16 +100,22 @@ def load_darknet_weights(model, path, network=None) -> LoadReport:
                 f"(whole network) or {sum(_conv_size(c, b) for c, b in layers[:body])} (backbone only): "
                 "another architecture or width?"
             )
+    _read_in_order(layers[:count], sizes, data, path, report)
+    return report
+
+
+def _read_in_order(layers, sizes, data: np.ndarray, path, report: LoadReport) -> None:
+    """Set each ``(conv, bn)`` from the next ``size`` values of ``data``; a size other than the
+    layer's is an output trained for another class count, left out and reported."""
     offset = 0
-    for (conv, bn), size in zip(layers[:count], sizes):
+    for (conv, bn), size in zip(layers, sizes):
         chunk = data[offset : offset + size]
         offset += size
         if size != _conv_size(conv, bn):
-            report.excluded.append(conv.name)  # an output trained for another class count
+            report.excluded.append(conv.name)
             continue
         _set_conv(conv, bn, chunk, path)
         report.loaded.append(conv.name)
-    return report
 
 
 def check_layers_against_cfg(layers, network, source) -> None:
@@ -148,15 +154,8 @@ def _load_with_cfg(layers, data: np.ndarray, path, network) -> LoadReport:
             "backbone file): the file is cut short or belongs to another .cfg"
         )
     count = ends.index(data.size) + 1
-    report, offset = LoadReport(), 0
-    for (conv, bn), size in zip(layers[:count], sizes):
-        chunk = data[offset : offset + size]
-        offset += size
-        if size != _conv_size(conv, bn):
-            report.excluded.append(conv.name)  # an output trained for another class count
-            continue
-        _set_conv(conv, bn, chunk, path)
-        report.loaded.append(conv.name)
+    report = LoadReport()
+    _read_in_order(layers[:count], sizes, data, path, report)
     report.missing = [conv.name for conv, _ in layers[count:]]
     return report
 
