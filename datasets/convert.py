@@ -24,9 +24,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _args import ArgumentParser  # noqa: E402  (datasets/_args.py: no TensorFlow)
+if not __package__:  # run as a script from a clone, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from _args import ArgumentParser  # datasets/_args.py: no TensorFlow
+else:  # installed as detectlab.datasets (the `detectlab` command)
+    from ._args import ArgumentParser
 
 SOURCES = ("coco", "yolo", "labelme", "cvat", "voc", "csv", "via")
 TARGETS = ("coco", "yolo", "voc")
@@ -88,10 +90,27 @@ def read_source(args) -> dict:
     return via.read_via(source, args.classes, args.images, args.class_attribute, args.default_class)
 
 
+def output_paths(args) -> list[Path]:
+    """The files (``--to coco``) or the folder (``--to yolo|voc``) the conversion writes,
+    checked up front: writable, distinct, and none of them an input."""
+    from detectlab.outputs import check_not_inputs, output_file, output_folder
+
+    inputs = [("--input", args.input), ("--annotations", args.annotations), ("--images", args.images)]
+    if args.target_format != "coco":
+        check_not_inputs([("--out", args.out)], inputs)
+        return [output_folder(args.out, "--out")]
+    out = Path(args.out)
+    if args.val_ratio is None:
+        return [output_file(out, "--out", inputs)]
+    return [output_file(out.with_name(f"{out.stem}_{split}{out.suffix or '.json'}"), "--out", inputs)
+            for split in ("train", "val")]
+
+
 def convert(args) -> int:
     from detectlab.data.coco import load_coco, write_coco
     from detectlab.data.split import split_coco
 
+    outs = output_paths(args)
     data = read_source(args)
     source = args.input or args.annotations
     load_coco(data, source=source)  # validate every box now rather than at training time
@@ -99,11 +118,9 @@ def convert(args) -> int:
         parts = dict(zip(("train", "val"), split_coco(data, args.val_ratio, args.seed)))
     else:
         parts = {args.split or "train": data}
-    for split, part in parts.items():
+    for k, (split, part) in enumerate(parts.items()):
         if args.target_format == "coco":
-            out = Path(args.out)
-            if args.val_ratio is not None:
-                out = out.with_name(f"{out.stem}_{split}{out.suffix or '.json'}")
+            out = outs[k]
             write_coco(part, out)
             print(summary(out, part))
             continue
@@ -124,6 +141,10 @@ def summary(out, data: dict) -> str:
     names = ", ".join(c["name"] for c in data["categories"])
     return (f"{out}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
             f"{len(data['categories'])} categories ({names})")
+
+
+def main(argv=None) -> int:
+    return convert(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -37,12 +37,26 @@ def run(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # errors raised in data workers arrive wrapped by tf.data
-        message = user_error_in(exc)
+        message = user_error_in(exc) or system_error_in(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+def system_error_in(exc: BaseException) -> str | None:
+    """One line for what the machine refused: a file that cannot be read or written (named),
+    or memory that ran out; None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.strerror):
+        names = " -> ".join(str(f) for f in (exc.filename, getattr(exc, "filename2", None)) if f is not None)
+        return f"{names}: {exc.strerror or exc}" if names else str(exc.strerror)
+    out_of_memory = isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError" or (
+        type(exc).__name__ == "error" and "Insufficient memory" in str(exc))  # cv2.error
+    if out_of_memory:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "MemoryError"
+        return f"out of memory ({detail}); try a smaller --image-size / --batch-size or fewer images"
+    return None
 
 
 _WRAPPED = re.compile(r"(?:DataError|ConfigError|WeightsError|DetectlabError|TrainingError): ([^\n]+)")

@@ -21,6 +21,7 @@ if not __package__:  # run as a script from a clone, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, positive_int, run  # noqa: E402
+from detectlab.outputs import output_file  # noqa: E402
 
 
 def main() -> int:
@@ -33,6 +34,7 @@ def main() -> int:
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--num-classes", type=positive_int, help="classes of the network (default: model.num_classes, else 80)")
     args = p.parse_args()
+    output_file(args.out, "--out", [("--weights", args.weights), ("--config", args.config)])
     from detectlab.registry import MODELS
     from detectlab.weights.by_name import save_h5
     from detectlab.weights.formats import load_weights

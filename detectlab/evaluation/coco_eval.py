@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from detectlab.data.records import quiet_coco
 from detectlab.errors import DataError
 from detectlab.evaluation.voc import voc_map
+from detectlab.utils import read_json
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -80,6 +80,10 @@ def _check_results(coco_gt, results: list[dict]) -> list[dict]:
         seg = r.get("segmentation")
         if seg is not None and not (isinstance(seg, dict) and {"size", "counts"} <= set(seg)):
             raise DataError(f"result {k}: 'segmentation' must be RLE {{size, counts}} (as pycocotools writes it)")
+        image = coco_gt.imgs[r["image_id"]]
+        if seg is not None and (seg["size"] != [image["height"], image["width"]] or not isinstance(seg["counts"], str)):
+            raise DataError(f"result {k}: 'segmentation' must be a compressed RLE of the image's size "
+                            f"[{image['height']}, {image['width']}], got size {seg['size']!r}")
     return copy.deepcopy(results)  # pycocotools' loadRes adds fields to what it is given
 
 
@@ -130,10 +134,7 @@ def load_results(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: detections file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = read_json(path, DataError)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a COCO results list [{{image_id, category_id, bbox, score}}, ...]")
     return data

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from detectlab.config import Config
 from detectlab.data.records import DetectionDataset
-from detectlab.errors import ConfigError
+from detectlab.errors import ConfigError, WeightsError
 from detectlab.registry import MODELS
 from detectlab.utils import log
 from detectlab.weights.formats import load_weights
@@ -40,8 +40,15 @@ def _saved_model_config(checkpoint) -> dict:
     import json
     import zipfile
 
-    with zipfile.ZipFile(checkpoint) as archive:
-        return json.loads(archive.read("config.json")).get("config", {})
+    from detectlab.weights.by_name import check_keras_archive
+
+    check_keras_archive(checkpoint)
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            config = json.loads(archive.read("config.json")).get("config", {})
+    except (ValueError, AttributeError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{checkpoint}: config.json of this .keras archive is not a Keras model config ({exc})") from None
+    return config if isinstance(config, dict) else {}
 
 
 def saved_class_names(weights) -> list[str] | None:

@@ -25,7 +25,7 @@ from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
 from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
-    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
+    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, resume_state,
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
@@ -55,7 +55,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     trainer.check(cfg)
     family.model_class.resolve_loss_weights(cfg.loss.weights)  # before the data loads
     checkpoints = workdir / "checkpoints"
-    state = read_state(checkpoints) if resume else None
+    state = resume_state(checkpoints) if resume else None
     if resume and state is None:
         raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
 
