@@ -17,6 +17,11 @@ from detectlab.utils import setup_logging
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming it (no usage dump)."""
 
+    def __init__(self, *args, **kwargs):
+        if sys.argv and sys.argv[0].startswith("detectlab "):  # run as `detectlab COMMAND`: say so in usage
+            kwargs["prog"] = sys.argv[0]
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 

@@ -177,6 +177,8 @@ def dataset_write_target(requested: str, json_path: Path, dataset_root: Path, ou
     for anything else: a place outside the dataset folder, an absolute path, a name that is not
     a file name with one of ``suffixes``, or a place that already holds something.
     """
+    if any(ord(c) < 32 for c in requested):
+        raise DataError(f"{json_path}: imagePath {requested!r} holds control characters: refusing to write imageData there")
     name = requested.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     clean = safe_file_name(name)
     if not name.strip(".") or Path(clean).suffix.lower() not in suffixes:
