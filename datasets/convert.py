@@ -138,7 +138,7 @@ def convert(args) -> int:
 
 
 def summary(out, data: dict) -> str:
-    names = ", ".join(c["name"] for c in data["categories"])
+    names = ", ".join(str(c.get("name", c["id"])) for c in data["categories"])
     return (f"{out}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
             f"{len(data['categories'])} categories ({names})")
 

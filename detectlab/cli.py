@@ -33,10 +33,10 @@ def run(main: Callable[[], int | None]) -> None:
         with filtered_native_stderr():
             code = main() or 0
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         code = 2
     except DetectlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -45,9 +45,17 @@ def run(main: Callable[[], int | None]) -> None:
         message = user_error_in(exc) or system_error_in(exc)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(message)}", file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks (e.g. inside a file name from a data file) escaped."""
+    return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in message)
 
 
 def system_error_in(exc: BaseException) -> str | None:

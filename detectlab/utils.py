@@ -99,8 +99,9 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
     :data:`MAX_YAML_VALUES` values through aliases, or nested too deeply, is refused."""
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # (refuses control characters)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -111,11 +112,13 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise error(f"{source}:{where} invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        reason = getattr(exc, "problem", None) or " ".join(str(exc).replace('in "<unicode string>", position', "at position").split())
+        raise error(f"{source}:{where} invalid YAML: {reason}") from None
     except RecursionError:
         raise error(f"{source}: YAML nested too deeply (or an alias that contains itself)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(node, sizes: dict, active: set) -> int:

@@ -129,6 +129,8 @@ def _index(data: dict, path) -> tuple[list[dict], dict, dict, dict]:
     per_image: dict = {i: [] for i in images}
     for ann in data["annotations"]:
         _require(ann, ("id", "image_id", "category_id", "bbox"), path, "annotation")
+        if not _is_id(ann["id"]):
+            raise DataError(f"{path}: annotation id {str(ann['id'])[:40]!r} must be an integer")
         if not _is_id(ann["image_id"]) or ann["image_id"] not in images:
             raise DataError(f"{path}: annotation {ann['id']}: image_id {ann['image_id']!r} is not in 'images'")
         if not _is_id(ann["category_id"]) or ann["category_id"] not in category_index:

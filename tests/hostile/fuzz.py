@@ -10,6 +10,7 @@ hostile paths point into ``root.parent / "outside"`` (which must stay empty).
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import random
 import re
@@ -110,13 +111,13 @@ def _mutate_json(doc, rng: random.Random, outside: Path, path_keys):
         parent[key] = _hostile_path(rng, outside)
         return doc
     parent, key, node = rng.choice(nodes)
-    value = rng.choice(HOSTILE_JSON)
+    value = copy.deepcopy(rng.choice(HOSTILE_JSON))  # never one object in two places (no cycles)
     if parent is None:
         return value
     if isinstance(parent, dict) and rng.random() < 0.2:
         del parent[key]
     elif isinstance(parent, list) and rng.random() < 0.2:
-        parent.append(node)  # an entry listed twice
+        parent.append(copy.deepcopy(node))  # an entry listed twice
     else:
         parent[key] = value
     return doc

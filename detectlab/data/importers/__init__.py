@@ -83,9 +83,10 @@ def _exact(value: float) -> int | float:
 def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
     """``(ELLIPSE_POINTS, 2)`` x, y outline of an ellipse rotated by ``theta`` radians."""
     t = np.linspace(0, 2 * np.pi, ELLIPSE_POINTS, endpoint=False)
-    ex, ey = rx * np.cos(t), ry * np.sin(t)
-    c, s = np.cos(theta), np.sin(theta)
-    return np.stack([cx + c * ex - s * ey, cy + s * ex + c * ey], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a radius of 1e308: inf, which check_points names
+        ex, ey = rx * np.cos(t), ry * np.sin(t)
+        c, s = np.cos(theta), np.sin(theta)
+        return np.stack([cx + c * ex - s * ey, cy + s * ex + c * ey], axis=1)
 
 
 def check_size(declared: tuple[int, int], actual: tuple[int, int], path, where: str) -> None:
@@ -166,6 +167,8 @@ def parse_xml(path: Path) -> ET.Element:
         line, column = exc.position
         reason = re.sub(r": line \d+, column \d+$", "", str(exc))
         raise DataError(f"{path}: line {line} column {column + 1}: invalid XML ({reason})") from None
+    except LookupError as exc:  # <?xml encoding="..."?> names no known encoding
+        raise DataError(f"{path}: invalid XML ({exc})") from None
 
 
 def register_loader(name: str, read):

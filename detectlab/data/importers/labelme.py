@@ -71,6 +71,8 @@ def read_labelme(path: str | os.PathLike, classes=None, images_dir: str | os.Pat
             polygon = _polygon(kind, shape.get("points"), where)
             label = shape["label"].strip()
             group = shape.get("group_id")
+            if not isinstance(group, (int, str, type(None))):
+                raise DataError(f"{where}: group_id must be a number, a string or null, got {str(group)[:40]}")
             key = (label, group) if group is not None else (label, "shape", index)
             instances.setdefault(key, {"polygons": [], "where": where, "kind": kind})["polygons"].append(polygon)
         for (label, *_), inst in instances.items():
