@@ -27,6 +27,38 @@ def test_subcommands_take_the_tools_flags_and_errors_are_one_line():
     assert "did you mean 'evaluate'" in unknown.stderr
 
 
+def test_every_program_is_a_subcommand_with_its_own_help(capsys):
+    """``detectlab NAME --help`` for every program of tools/ and datasets/ (in this process)."""
+    from detectlab.commands import COMMANDS, main
+    from tests.hostile.common import program
+
+    programs = {p.stem for p in (ROOT / "tools").glob("*.py")} | {p.stem for p in (ROOT / "datasets").glob("*.py")}
+    assert {stem for _, stem, _ in COMMANDS.values()} == programs - {"__init__", "_args"}
+    flags = {"convert": "--from", "convert-darknet": "--num-classes", "split": "--val-ratio", "browse": "--augment",
+             "shapes": "--size", "kmeans-anchors": "-k"}
+    with pytest.raises(SystemExit) as listing:
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert listing.value.code == 0 and all(f"  {name} " in listed for name in COMMANDS)
+    for name in COMMANDS:
+        code, out, _ = program(capsys, name, "--help")
+        assert code == 0 and out.startswith(f"usage: detectlab {name} "), (name, out[:100])
+        assert flags.get(name, "--") in out
+
+
+def test_convert_is_the_dataset_converter(tmp_path):
+    """``detectlab convert --from voc`` used to run the Darknet converter."""
+    from tests.hostile.common import jpeg
+
+    jpeg(tmp_path / "JPEGImages" / "a.jpg")
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text("<annotation><filename>a.jpg</filename><object><name>cat</name>"
+                                                  "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    done = detectlab("convert", "--from", "voc", "--input", tmp_path, "--out", tmp_path / "voc.json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{tmp_path / 'voc.json'}: 1 images, 1 annotations, 1 categories (cat)"
+
+
 @pytest.mark.slow
 def test_console_script_trains_after_pip_install(tmp_path):
     """``pip install`` (into a --target folder, so the shared environment is untouched) puts a
