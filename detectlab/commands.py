@@ -32,7 +32,7 @@ COMMANDS = {
 }
 
 
-def tool_module(folder: str, stem: str):
+def tool_module(stem: str, folder: str = "tools"):
     """The module of ``<folder>/<stem>.py``: installed as ``detectlab.<folder>.<stem>``, else
     read from the clone (its folder on ``sys.path``, for the dataset programs' ``_args``)."""
     try:
@@ -68,6 +68,6 @@ def main(argv: list[str] | None = None) -> None:
     from detectlab.cli import run
 
     folder, stem, _ = COMMANDS[name]
-    module = tool_module(folder, stem)
+    module = tool_module(stem, folder)
     sys.argv = [f"detectlab {name}", *argv[1:]]
     run(module.main)

@@ -29,7 +29,7 @@ DRIVER = ROOT / "tests" / "hostile" / "driver.py"
 def program(capsys, command: str, *argv) -> tuple[int, str, list[str]]:
     """Run ``detectlab COMMAND argv...`` in this process: exit code, stdout, non-log stderr lines."""
     folder, stem, _ = COMMANDS[command]
-    module = tool_module(folder, stem)
+    module = tool_module(stem, folder)
     capsys.readouterr()
     logger = logging.getLogger("detectlab")
     handlers, propagate, level, argv0 = logger.handlers[:], logger.propagate, logger.level, sys.argv

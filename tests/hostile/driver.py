@@ -79,7 +79,7 @@ def run_case(case: dict, programs: dict) -> dict:
     _allowed[:] = [os.path.abspath(a) for a in case["allowed"]]
     _outside.clear()
     folder, stem, _ = COMMANDS[case["command"]]
-    module = programs.setdefault(case["command"], tool_module(folder, stem))
+    module = programs.setdefault(case["command"], tool_module(stem, folder))
     stderr, escaped = io.StringIO(), None
     logger = logging.getLogger("detectlab")
     logger.handlers.clear()  # run() installs a handler on the stderr of this case

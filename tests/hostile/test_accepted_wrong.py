@@ -87,7 +87,7 @@ def test_a_gif_with_labels_is_counted_when_left_out(capsys, tmp_path, detectlab_
 
 def test_a_path_flag_stays_the_text_typed(capsys, tmp_path, monkeypatch):
     """``--data 0123`` was read by YAML as the octal number 83."""
-    train = tool_module("tools", "train")
+    train = tool_module("train")
     for value in ("0123", "null", "yes", "[ab]+", "1e3"):
         args = train.parse_args(["--config", str(TINY), "--workdir", "w", "--data", value, "--images", value])
         cfg = load_config(TINY, train.overrides_from_flags(args, False))
