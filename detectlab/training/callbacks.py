@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from detectlab.checkpoints import STATE_FILE, read_state
 from detectlab.errors import TrainingError
-from detectlab.utils import atomic_path, atomic_write_json, log, read_json
+from detectlab.utils import atomic_path, atomic_write_json, log
 
-STATE_FILE = "state.json"
 
 
 def _current_lr(model) -> float | None:
@@ -41,6 +40,27 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.on_train_batch_end(0, logs)
+
+
+class SmoothedPlateau(keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` watching an exponential moving average of its monitor:
+    ``s = smoothing * s + (1 - smoothing) * value`` over the epochs that log it (the others,
+    between evaluations, are skipped). Other callbacks still see the raw value."""
+
+    def __init__(self, smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+        self.smoothed = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        value = logs.get(self.monitor)
+        if value is None:
+            return  # no evaluation this epoch: nothing to count
+        value = float(value)
+        self.smoothed = value if self.smoothed is None else self.smoothing * self.smoothed + (1 - self.smoothing) * value
+        logs[self.monitor] = self.smoothed
+        super().on_epoch_end(epoch, logs)
 
 
 @dataclass
@@ -167,57 +187,6 @@ def remove_partial_checkpoints(directory) -> int:
     if leftovers:
         log.info("removed %d unfinished checkpoint file(s) in %s", len(leftovers), directory)
     return len(leftovers)
-
-
-def read_state(directory, damaged_ok: bool = True) -> dict | None:
-    """``state.json`` of a checkpoint folder; None when there is none, or when it is damaged and
-    ``damaged_ok`` (else a one-line :class:`TrainingError` naming it)."""
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        state = read_json(path, TrainingError)
-        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or not isinstance(state.get("checkpoint"), str):
-            raise TrainingError(f"{path}: damaged (no 'epoch' and 'checkpoint')")
-    except TrainingError:
-        if damaged_ok:
-            return None
-        raise
-    return state
-
-
-def resume_state(directory) -> dict | None:
-    """The state to resume from: ``state.json`` and the checkpoint it names, both checked.
-
-    When either is damaged (a disk fault; our own writes are atomic), the newest intact
-    ``epoch_NNN.keras`` before it is used and a warning says so; when there is none, a
-    one-line :class:`TrainingError` names the damaged file. None when there is no state.
-    """
-    from detectlab.errors import WeightsError
-    from detectlab.weights.by_name import check_keras_archive
-
-    directory, named = Path(directory), None
-    try:
-        state = read_state(directory, damaged_ok=False)
-        if state is None:
-            return None
-        named = state["checkpoint"]
-        check_keras_archive(directory / named)
-        return state
-    except (TrainingError, WeightsError) as exc:
-        problem = str(exc)
-    for candidate in sorted(directory.glob("epoch_*.keras"), reverse=True):
-        epoch = re.fullmatch(r"epoch_(\d+)\.keras", candidate.name)
-        if epoch is None or candidate.name == named:
-            continue
-        try:
-            check_keras_archive(candidate)
-        except WeightsError:
-            continue
-        log.warning("%s; resuming from %s (epoch %d), the newest intact checkpoint", problem, candidate.name,
-                    int(epoch.group(1)))
-        return {"epoch": int(epoch.group(1)), "checkpoint": candidate.name}
-    raise TrainingError(f"{problem}; no intact earlier checkpoint in {directory} to resume from")
 
 
 def _finite(logs: dict) -> bool:

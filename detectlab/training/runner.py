@@ -12,20 +12,23 @@ the stage was interrupted mid-way).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
+from detectlab.checkpoints import resume_state
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
+from detectlab.models.loading import adopt_file_settings
 from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
-    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, resume_state,
+    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, SmoothedPlateau, TensorBoardLogger,
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
@@ -34,8 +37,7 @@ from detectlab.training.optimizers import make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
-from detectlab.weights.formats import load_weights
-from detectlab.weights.imagenet import load_backbone_weights
+from detectlab.weights.formats import file_settings, load_backbone_weights, load_weights
 
 
 @dataclass
@@ -46,18 +48,24 @@ class TrainResult:
     metrics: dict | None = None
 
 
-def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None) -> TrainResult:
+def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None,
+          cfg_file=None) -> TrainResult:
+    """``weights``: the file to start from (its network settings, e.g. a Darknet ``.cfg``'s
+    anchors, replace the recipe's: :func:`detectlab.models.loading.adopt_file_settings`);
+    ``cfg_file``: a Darknet ``.weights`` file's ``.cfg`` when it is not beside it."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    checkpoints = workdir / "checkpoints"
+    state = resume_state(checkpoints) if resume else None
+    if resume and state is None:
+        raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
+    if weights and state is None:
+        cfg = adopt_file_settings(cfg, file_settings(weights, cfg_file), training=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
     trainer = trainer_for(family)
     trainer.check(cfg)
     family.model_class.resolve_loss_weights(cfg.loss.weights)  # before the data loads
-    checkpoints = workdir / "checkpoints"
-    state = resume_state(checkpoints) if resume else None
-    if resume and state is None:
-        raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
 
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
@@ -79,7 +87,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         report = load_backbone_weights(model, cfg.model)
         log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
     if weights and state is None:
-        report = load_weights(model, weights, exclude)
+        report = load_weights(model, weights, exclude, cfg_file)
         log.info("weights from %s: %s", weights, report.summary())
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
@@ -100,6 +108,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
+        log.info("learning rate: %s", describe_schedule(cfg.train, stage.lr, steps))
         with strategy.scope():
             trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), cfg.train.jit_compile)
         if not restored:
@@ -109,7 +118,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
                 _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr)
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
-                                   evaluation, monitors)
+                                   evaluation, monitors, (start, end))
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -157,7 +166,9 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
 
 
 def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
-                   evaluation: CocoEvaluation | None, monitors) -> list:
+                   evaluation: CocoEvaluation | None, monitors, stage_epochs: tuple[int, int] = (0, 1)) -> list:
+    """``stage_epochs``: the stage's ``(first, end)`` epoch indices (EarlyStopping waits for its
+    first ``min_stage_fraction``; the plateau's patience scales with its evaluations)."""
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
     if not chief:
@@ -176,13 +187,33 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
         CsvLogger(str(csv), append=True, later=evaluation.names() if evaluation else ()),
         AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage}, monitors.checkpoint.mode),
     ]
+    first, end = stage_epochs
     if monitors.plateau is not None:
         p, m = t.reduce_lr_on_plateau, monitors.plateau
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=m.name, mode=m.mode, factor=p.factor, patience=p.patience, min_lr=p.min_lr, verbose=1))
+        coco = evaluation is not None and m.name in evaluation.names()  # logged every eval.interval epochs
+        evaluations = (end - first) // max(1, cfg.eval.interval) if coco else end - first
+        patience = max(p.patience, math.ceil(p.patience_fraction * evaluations))
+        callbacks.append(SmoothedPlateau(p.smoothing, monitor=m.name, mode=m.mode, factor=p.factor, patience=patience,
+                                         min_lr=p.min_lr, verbose=1))
+        log.info("ReduceLROnPlateau on %s%s: x%g after %d evaluations without improvement", m.name,
+                 f" (moving average, smoothing {p.smoothing:g})" if p.smoothing else "", p.factor, patience)
     if monitors.early_stopping is not None:
         e, m = t.early_stopping, monitors.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience, min_delta=e.min_delta, verbose=1))
+        wait = first + math.ceil(e.min_stage_fraction * (end - first))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience,
+                                                       min_delta=e.min_delta, start_from_epoch=wait, verbose=1))
+        log.info("EarlyStopping on %s: patience %d evaluations, counting from epoch %d (stage epochs %d-%d)",
+                 m.name, e.patience, wait + 1, first + 1, end)
     return callbacks
+
+
+def describe_schedule(t, lr: float, steps: int) -> str:
+    """One line: what the optimizer's learning rate does over a stage of ``steps`` steps."""
+    warm = f"linear warm-up over {t.warmup_steps} steps, then " if t.warmup_steps else ""
+    if t.lr_schedule == "cosine":
+        return f"{warm}cosine decay from {lr:g} to 0 over {max(1, steps - t.warmup_steps)} steps"
+    plateau = " (ReduceLROnPlateau may lower it)" if t.reduce_lr_on_plateau is not None else ""
+    return f"{warm}constant {lr:g}{plateau}"
 
 
 def _verbosity(verbose: int) -> int:

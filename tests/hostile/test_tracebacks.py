@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from detectlab.errors import DataError
-from detectlab.training.callbacks import resume_state
+from detectlab.checkpoints import resume_state
 from tests.conftest import INSTANT
 from tests.data.test_bad_data import write_coco
 from tests.data.test_formats import write_yolo_dataset
