@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     check_output_paths(args)
     from detectlab.data.records import quiet_coco
-    from detectlab.evaluation.coco_eval import evaluate_results, format_metrics, load_results
+    from detectlab.evaluation.coco_eval import checked_results, evaluate_results, format_metrics, load_results
     from detectlab.evaluation.plots import write_report
 
     evaluators: dict = {}
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
 
         coco_gt, results = quiet_coco(read_ground_truth(args.gt)), load_results(args.detections)
         try:
+            results = checked_results(coco_gt, results)  # what the plots draw: checked, a box for every result
             metrics = evaluate_results(coco_gt, results, evaluators=evaluators)
         except DataError as exc:
             raise DataError(f"{args.detections}: {exc}") from None

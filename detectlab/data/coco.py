@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectlab.data.bounds import MARGIN, check_image_size, check_points
+from detectlab.data.bounds import MARGIN, check_image_size, check_points, check_rle
 from detectlab.data.records import DetectionDataset, ImageRecord
 from detectlab.errors import DataError
 from detectlab.registry import DATASET_FORMATS
@@ -138,6 +138,7 @@ def _index(data: dict, path) -> tuple[list[dict], dict, dict, dict]:
         check_image_size(img["width"], img["height"], f"{path}: image {img['id']} ({img['file_name']})")
         images[img["id"]] = img
     per_image: dict = {i: [] for i in images}
+    annotation_images: dict = {}  # annotation id -> its image id
     for ann in data["annotations"]:
         _require(ann, ("id", "image_id", "category_id", "bbox"), path, "annotation")
         if not _is_id(ann["id"]):
@@ -150,6 +151,16 @@ def _index(data: dict, path) -> tuple[list[dict], dict, dict, dict]:
                 f"{path}: annotation {ann['id']} ({images[ann['image_id']]['file_name']}): "
                 f"unknown category_id {ann['category_id']!r} (known: {known})"
             )
+        where = f"{path}: annotation {ann['id']} ({images[ann['image_id']]['file_name']})"
+        if ann["id"] in annotation_images:  # pycocotools keeps one of them: the other image's box would be scored
+            first = images[annotation_images[ann["id"]]]["file_name"]
+            raise DataError(f"{where}: annotation id {ann['id']} is used twice (also in {first}); ids must be unique")
+        annotation_images[ann["id"]] = ann["image_id"]
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise DataError(f"{where}: iscrowd must be 0 or 1, got {str(ann['iscrowd'])[:40]!r}")
+        area = ann.get("area", 0)
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
+            raise DataError(f"{where}: area must be a number >= 0, got {str(area)[:40]!r}")
         per_image[ann["image_id"]].append(ann)
     return categories, category_index, images, per_image
 
@@ -267,19 +278,12 @@ def _checked_box(ann: dict, img: dict, path: Path, invalid: str, hint: str = SKI
 
 def _check_segmentation(ann: dict, img: dict, path: Path) -> None:
     """Polygons: flat lists ``[x1, y1, x2, y2, ...]`` of at least 3 points, each finite and
-    near the image (:func:`detectlab.data.bounds.check_points`); RLE: the image's size."""
+    near the image (:func:`detectlab.data.bounds.check_points`); RLE: the image's size, run
+    lengths adding up to it (:func:`detectlab.data.bounds.check_rle`)."""
     seg = ann.get("segmentation")
     where = f"{path}: annotation {ann['id']} ({img['file_name']}): segmentation"
     if isinstance(seg, dict):
-        size = seg.get("size")
-        if size != [img["height"], img["width"]] or not isinstance(seg.get("counts"), (str, list)):
-            raise DataError(f"{where} RLE must have size [{img['height']}, {img['width']}] (the image's) and counts, "
-                            f"got size {size!r}")
-        counts = seg["counts"]
-        if isinstance(counts, list) and (not all(_is_id(c) and c >= 0 for c in counts)
-                                         or sum(counts) != img["height"] * img["width"]):
-            raise DataError(f"{where} RLE counts must be whole numbers adding up to the image's "
-                            f"{img['height'] * img['width']} pixels")
+        check_rle(seg, int(img["height"]), int(img["width"]), where)
         return
     if seg is None or seg == []:
         return

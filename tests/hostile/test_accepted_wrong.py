@@ -98,3 +98,28 @@ def test_a_path_flag_stays_the_text_typed(capsys, tmp_path, monkeypatch):
     code, out, err = program(capsys, "browse", "--config", TINY, "--data", "0123", "--out", "browse", "--num", "2")
     assert code == 0, err
     assert (tmp_path / "browse" / "grid_000.png").is_file()
+
+
+def test_a_detection_box_at_1e308_is_refused_not_scored_with_overflow_warnings(capsys, tmp_path, shapes_dir):
+    shutil.copy(shapes_dir / "instances_val.json", tmp_path / "gt.json")
+    (tmp_path / "dt.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 1, 1e308, 5], "score": 0.9}]))
+    result = program(capsys, "evaluate", "--gt", tmp_path / "gt.json", "--detections", tmp_path / "dt.json",
+                     "--out", tmp_path / "m.json")
+    assert_one_line(result, 1, f"{tmp_path / 'dt.json'}: result 0: bbox [1, 1, 1e+308, 5] point (1e+308, 6) lies far "
+                               "outside the 64x64 image")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_an_annotation_id_used_twice_is_refused_not_scored_as_the_other_image(capsys, tmp_path, shapes_dir):
+    """pycocotools indexes annotations by id: the second one replaced the first, so one image
+    was scored against another image's box."""
+    gt = json.loads((shapes_dir / "instances_val.json").read_text())
+    first, second = gt["annotations"][0], next(a for a in gt["annotations"] if a["image_id"] != gt["annotations"][0]["image_id"])
+    second["id"] = first["id"]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text("[]")
+    names = {i["id"]: i["file_name"] for i in gt["images"]}
+    result = program(capsys, "evaluate", "--gt", tmp_path / "gt.json", "--detections", tmp_path / "dt.json",
+                     "--out", tmp_path / "m.json")
+    assert_one_line(result, 1, f"{tmp_path / 'gt.json'}: annotation {first['id']} ({names[second['image_id']]}): annotation id "
+                               f"{first['id']} is used twice (also in {names[first['image_id']]}); ids must be unique")

@@ -1,6 +1,7 @@
 """Unbounded coordinates never reach pycocotools: every importer, ``train --data`` and
 ``evaluate --gt`` check each point (finite, within one image side of the image) before
-anything is rasterised. The hostile cases run in one subprocess limited to 4 GB of address
+anything is rasterised, and masks stored as RLE (``--gt`` and ``--detections``) must have run
+lengths that add up to their image. The hostile cases run in one subprocess limited to 4 GB of address
 space (they used to segfault or grow to 24 GB); shapes within the margin are clipped."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import json
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from tests.conftest import INSTANT
 from tests.hostile.common import assert_one_line, cvat_xml, jpeg, labelme, program, run_cases, shape
 
 FAR = "lies far outside the 64x48 image (more than 1 image width/height away)"
 NON_FINITE = "has a NaN or infinite value"
+RUNS = "RLE compressed counts must be whole run lengths >= 0 adding up to the image's 3072 pixels"
 
 
 def _labelme(root, tag, points, kind="polygon", raw=None):
@@ -49,9 +52,31 @@ def _coco(root, tag, segmentation=None, bbox=(2, 2, 10, 10)):
     data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [ann],
             "categories": [{"id": 1, "name": "cat"}]}
     (folder / "gt.json").write_text(json.dumps(data))
-    rle = {"size": [48, 64], "counts": "0`0"}  # any RLE of the image's size: asks for segm evaluation
-    (folder / "dt.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": rle}]))
+    (folder / "dt.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": RLE}]))
     return folder, f"{folder / 'gt.json'}: annotation 7 (a.jpg): "
+
+
+def _rle(runs) -> dict:
+    """pycocotools' compressed RLE of run lengths ``runs`` in a 64x48 image (need not add up)."""
+    rle = mask_utils.frPyObjects({"size": [48, 64], "counts": list(runs)}, 48, 64)
+    return {"size": [48, 64], "counts": rle["counts"].decode()}
+
+
+RLE = _rle([100, 50, 3072 - 150])  # a real mask of the image's size: asks for segm evaluation
+
+
+def _evaluate_rle(tag, gt_runs, dt_runs):
+    """``evaluate --gt --detections`` with compressed RLE masks of the given run lengths (a run
+    of 1e9 in a 3072-pixel mask: pycocotools decodes without bounds; evaluate ran for hours);
+    the error names the side whose runs do not add up to the image."""
+    def make(root):
+        folder, gt_where = _coco(root, tag, _rle(gt_runs))
+        (folder / "dt.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [0, 0, 9, 9],
+                                                     "segmentation": _rle(dt_runs)}]))
+        argv = ["--gt", folder / "gt.json", "--detections", folder / "dt.json", "--out", folder / "m.json"]
+        where = gt_where + "segmentation " if sum(gt_runs) != 3072 else f"{folder / 'dt.json'}: result 0: 'segmentation' "
+        return {"command": "evaluate", "argv": list(map(str, argv))}, where + RUNS
+    return make
 
 
 def _convert(build, code_message):
@@ -105,6 +130,8 @@ CASES = {
     "evaluate-gt-polygon-nan": _evaluate_gt("pnan", [[1, 1, float("nan"), 1, 20, 20]], "segmentation polygon 0 " + NON_FINITE),
     "evaluate-gt-bbox-1e8": _evaluate_gt("b8", None, "bbox [2, 2, 100000000.0, 10] " + FAR, bbox=(2, 2, 1e8, 10)),
     "train-coco-polygon-1e8": _train_coco,
+    "evaluate-gt-rle-1e9": _evaluate_rle("rg", [0, 10 ** 9, 5], [100, 50, 3072 - 150]),
+    "evaluate-detections-rle-1e9": _evaluate_rle("rd", [100, 50, 3072 - 150], [0, 10 ** 9, 5]),
 }
 
 

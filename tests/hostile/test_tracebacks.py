@@ -95,6 +95,62 @@ def test_cvat_rotation_that_is_not_a_number(capsys, tmp_path):
                     f"{xml}: image 0 (a.jpg): box 0: rotation 'abc' is not a number")
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"image_id": [1]}, "result 0: 'image_id' must be an integer, got '[1]'"),
+    ({"category_id": {"a": 1}}, "result 0: 'category_id' must be an integer"),
+    ({"file_name": ["a.jpg"]}, "result 0: 'file_name' must be a string, got list"),
+    ({"bbox": [1, 1, -5, 4]}, "result 0: 'bbox' must be 4 numbers [x, y, w, h] with w, h >= 0"),
+    ({"segmentation": {"size": [30, 40], "counts": "PPPP"}}, "result 0: 'segmentation' RLE compressed counts must be"),
+    ({"segmentation": {"size": [30, 40], "counts": [1200]}}, "result 0: 'segmentation' must be a compressed RLE (counts a string)"),
+])
+def test_results_fields_of_the_wrong_kind(capsys, tmp_path, change, message):
+    gt = write_coco(tmp_path, n=1)
+    (tmp_path / "dt.json").write_text(json.dumps([{"image_id": 100, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5,
+                                                   **change}]))
+    result = program(capsys, "evaluate", "--gt", gt, "--detections", tmp_path / "dt.json", "--out", tmp_path / "m.json")
+    assert_one_line(result, 1, f"{tmp_path / 'dt.json'}: {message}")
+
+
+def test_results_with_masks_only_are_scored(capsys, tmp_path):
+    """Mask-only results (the segm challenge's format) ended in pycocotools' KeyError 'id': the
+    box score uses each mask's box, the report draws them."""
+    from pycocotools import mask as mask_utils
+
+    gt = json.loads(write_coco(tmp_path, n=1).read_text())
+    x, y, w, h = gt["annotations"][0]["bbox"]
+    image = gt["images"][0]
+    gt["annotations"][0]["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    mask = np.zeros((image["height"], image["width"]), np.uint8)
+    mask[int(y):int(y + h), int(x):int(x + w)] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    (tmp_path / "dt.json").write_text(json.dumps([{"image_id": image["id"], "category_id": 1,
+                                                   "score": 0.9, "segmentation": {**rle, "counts": rle["counts"].decode()}}]))
+    code, out, err = program(capsys, "evaluate", "--gt", tmp_path / "gt.json", "--detections", tmp_path / "dt.json",
+                             "--out", tmp_path / "m.json")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["bbox"]["AP50"] == pytest.approx(1.0) and metrics["segm"]["AP50"] == pytest.approx(1.0)
+    assert (tmp_path / "m_confusion_matrix.png").is_file()
+
+
+def test_ground_truth_without_iscrowd_and_area_is_scored(capsys, tmp_path):
+    """COCO files that leave out ``iscrowd`` and ``area`` (load_coco reads them) ended in
+    pycocotools' KeyError; a wrong ``iscrowd`` is one line."""
+    gt = write_coco(tmp_path, n=2)
+    assert "iscrowd" not in gt.read_text() and "area" not in gt.read_text()
+    (tmp_path / "dt.json").write_text(json.dumps([{"image_id": 100 + k, "category_id": 1, "bbox": [5, 5, 10, 10], "score": 0.9}
+                                                  for k in range(2)]))
+    code, _, err = program(capsys, "evaluate", "--gt", gt, "--detections", tmp_path / "dt.json", "--out", tmp_path / "m.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["bbox"]["AP"] == pytest.approx(1.0)
+    data = json.loads(gt.read_text())
+    data["annotations"][1]["iscrowd"] = "yes"
+    gt.write_text(json.dumps(data))
+    assert_one_line(program(capsys, "evaluate", "--gt", gt, "--detections", tmp_path / "dt.json", "--out", tmp_path / "m.json"),
+                    1, f"{gt}: annotation 2 (img1.jpg): iscrowd must be 0 or 1, got 'yes'")
+
+
 # ------------------------------------------------------------------- output paths
 
 
