@@ -62,15 +62,17 @@ def test_convert_is_the_dataset_converter(tmp_path):
 @pytest.mark.slow
 def test_console_script_trains_after_pip_install(tmp_path):
     """``pip install`` (into a --target folder, so the shared environment is untouched) puts a
-    ``detectlab`` script and the tools in the package; training runs outside the clone."""
+    ``detectlab`` script, the tools and the dataset programs in the package; training and the
+    dataset programs run outside the clone."""
     source, target = tmp_path / "source", tmp_path / "site"
     source.mkdir()  # a copy, so the build leaves nothing in the clone
-    for name in ("setup.py", "README.md", "detectlab", "tools"):
+    for name in ("setup.py", "README.md", "detectlab", "tools", "datasets"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, source / name)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
                           "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-2000:]
     assert (target / "detectlab" / "tools" / "train.py").is_file()
+    assert (target / "detectlab" / "datasets" / "convert.py").is_file()
     (entry,) = [ep for d in distributions(path=[str(target)]) if d.metadata["Name"] == "detectlab"
                 for ep in d.entry_points if ep.group == "console_scripts"]
     assert (entry.name, entry.value) == ("detectlab", "detectlab.commands:main")
@@ -86,3 +88,13 @@ def test_console_script_trains_after_pip_install(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import detectlab; print(detectlab.__file__)"], capture_output=True,
                            text=True, cwd=work, env=env)
     assert where.stdout.strip().startswith(str(target)), where.stdout  # the installed copy ran, not the clone
+    shapes = subprocess.run([str(target / "bin" / "detectlab"), "shapes", "--out", "shapes", "--train", "4", "--val", "2",
+                             "--size", "64"], capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert shapes.returncode == 0, shapes.stderr[-2000:]
+    split = subprocess.run([str(target / "bin" / "detectlab"), "split", "--data", "shapes/instances_train.json",
+                            "--val-ratio", "0.5", "--out-train", "a.json", "--out-val", "b.json"],
+                           capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert split.returncode == 0 and "a.json: " in split.stdout, split.stderr[-2000:]
+    convert = subprocess.run([str(target / "bin" / "detectlab"), "convert", "--from", "coco", "--to", "yolo", "--input",
+                              "a.json", "--out", "yolo"], capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert convert.returncode == 0 and (work / "yolo" / "data.yaml").is_file(), convert.stderr[-2000:]
