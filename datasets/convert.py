@@ -21,6 +21,7 @@ split (stratified by class) into ``OUT_train.json`` and ``OUT_val.json`` (or the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,8 @@ else:  # installed as detectlab.datasets (the `detectlab` command)
     from ._args import ArgumentParser
 
 TARGETS = ("coco", "yolo", "voc")
+# what a YOLO / VOC export (re)writes inside --out (an annotation input there would be replaced)
+REWRITTEN = {"yolo": ("data.yaml", "labels"), "voc": ("Annotations", "ImageSets")}
 # reader keyword -> the flag that sets it (a reader takes the keywords its format uses)
 READER_OPTIONS = {"split": "--split", "classes": "--classes", "images_dir": "--images",
                   "annotations_dir": "--annotations", "class_attribute": "--class-attribute",
@@ -83,18 +86,26 @@ def read_source(args) -> dict:
     for key in given:
         if key not in accepted:
             raise ConfigError(f"argument {READER_OPTIONS[key]}: not for --from {args.source_format}")
-    return read(args.input, **given)
+    data = read(args.input, **given)
+    # importers name images by paths relative to the current folder (from --input as typed)
+    data["images"] = [{**image, "file_name": os.path.abspath(image["file_name"])} for image in data["images"]]
+    return data
 
 
 def output_paths(args) -> list[Path]:
     """The files (``--to coco``) or the folder (``--to yolo|voc``) the conversion writes,
     checked up front: writable, distinct, and none of them an input."""
-    from detectlab.outputs import check_not_inputs, output_file, output_folder
+    from detectlab.outputs import check_not_holding_inputs, check_not_inputs, output_file, output_folder
 
     inputs = [("--input", args.input), ("--annotations", args.annotations), ("--images", args.images)]
     if args.target_format != "coco":
         check_not_inputs([("--out", args.out)], inputs)
-        return [output_folder(args.out, "--out")]
+        out = output_folder(args.out, "--out")
+        rewritten = REWRITTEN.get(args.target_format, ())  # images are placed beside themselves, never replaced
+        if args.source_format == "yolo" and args.target_format == "yolo":
+            rewritten += ("images",)  # labels are read from labels/ beside the images/ given as input
+        check_not_holding_inputs([("--out", out / part) for part in rewritten], inputs[:2])
+        return [out]
     out = Path(args.out)
     if args.val_ratio is None:
         return [output_file(out, "--out", inputs)]

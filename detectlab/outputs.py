@@ -6,7 +6,8 @@ The write rules (README, "Bad input"):
   that is a file, an output file that is a folder, or a place that cannot be written is
   refused up front in one line naming the flag (:func:`output_folder`, :func:`output_file`);
 - no output replaces an input, and two outputs of one run never share a file
-  (:func:`check_not_inputs`, :func:`distinct_outputs`, :func:`output_names`);
+  (:func:`check_not_inputs`, :func:`check_not_holding_inputs`, :func:`distinct_outputs`,
+  :func:`output_names`);
 - a dataset file never chooses where detectlab writes: a file it asks to create (LabelMe
   ``imageData``) goes under the dataset folder, or the folder the user named, with a plain
   file name (:func:`dataset_write_target`); anything else is refused;
@@ -95,6 +96,21 @@ def check_not_inputs(outputs: Iterable[tuple[str, str | os.PathLike]],
         for in_flag, source in inputs:
             if same_file(out, source):
                 raise ConfigError(f"{flag}: writing {out} would replace the input {source} ({in_flag}); "
+                                  "choose another output")
+
+
+def check_not_holding_inputs(folders: Iterable[tuple[str, str | os.PathLike]],
+                             inputs: Iterable[tuple[str, str | os.PathLike]]) -> None:
+    """Raise when a folder a tool writes files into (``(flag, path)``) is, or holds, one of the
+    ``inputs``: e.g. ``convert --to voc --out DS`` rewrites ``DS/Annotations``, so an input read
+    from there would be replaced."""
+    inputs = [(flag, p) for flag, p in inputs if p is not None]
+    for flag, folder in folders:
+        root = os.path.realpath(folder)
+        for in_flag, source in inputs:
+            real = os.path.realpath(source)
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                raise ConfigError(f"{flag}: writing into {folder} would replace the input {source} ({in_flag}); "
                                   "choose another output")
 
 

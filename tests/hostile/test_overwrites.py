@@ -105,3 +105,48 @@ def test_convert_and_evaluate_never_write_over_their_inputs(capsys, tmp_path, sh
     assert_one_line(program(capsys, "convert", "--from", "coco", "--to", "voc", "--input", gt, "--images", shapes_dir,
                             "--out", gt), 2, f"--out: writing {gt} would replace the input {gt} (--input)")
     assert_writes(tmp_path, before, allowed=[])
+
+
+def test_a_yolo_or_voc_export_never_rewrites_the_annotations_it_reads(capsys, tmp_path):
+    """``--to voc --out DS`` rewrites ``DS/Annotations``, ``--to yolo --out DS`` rewrites
+    ``DS/data.yaml`` and ``DS/labels``: reading from there and writing there is refused."""
+    from tests.data.test_formats import write_yolo_dataset
+
+    data_yaml = write_yolo_dataset(tmp_path / "yolo")
+    jpeg(tmp_path / "voc" / "JPEGImages" / "a.jpg")
+    (tmp_path / "voc" / "Annotations").mkdir()
+    (tmp_path / "voc" / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    before = snapshot(tmp_path)
+    for argv, written, source in [
+        (["--from", "voc", "--input", tmp_path / "voc" / "Annotations", "--images", tmp_path / "voc" / "JPEGImages",
+          "--to", "voc", "--out", tmp_path / "voc"], tmp_path / "voc" / "Annotations", tmp_path / "voc" / "Annotations"),
+        (["--from", "yolo", "--input", data_yaml, "--split", "train", "--to", "yolo", "--out", tmp_path / "yolo"],
+         tmp_path / "yolo" / "data.yaml", data_yaml),
+        (["--from", "yolo", "--input", tmp_path / "yolo" / "images" / "train", "--to", "yolo", "--out", tmp_path / "yolo"],
+         tmp_path / "yolo" / "images", tmp_path / "yolo" / "images" / "train"),
+    ]:
+        assert_one_line(program(capsys, "convert", *argv), 2,
+                        f"--out: writing into {written} would replace the input {source} (--input)")
+    assert_writes(tmp_path, before, allowed=[])
+    code, out, err = program(capsys, "convert", "--from", "yolo", "--input", data_yaml, "--split", "train", "--to", "voc",
+                             "--out", tmp_path / "yolo")  # another format beside the YOLO files: allowed
+    assert code == 0, err
+    assert (tmp_path / "yolo" / "Annotations" / "a.xml").is_file()
+    assert_writes(tmp_path, before, allowed=[tmp_path / "yolo" / "Annotations", tmp_path / "yolo" / "ImageSets"])
+
+
+def test_convert_reads_a_dataset_given_by_a_relative_path(capsys, tmp_path, monkeypatch):
+    """Images named relative to the current folder were looked up again from the input's folder
+    (``yx/yx/images/...``) once convert read every format through its registered reader."""
+    from tests.data.test_formats import write_yolo_dataset
+
+    write_yolo_dataset(tmp_path / "sub" / "yolo")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = program(capsys, "convert", "--from", "yolo", "--input", "sub/yolo/data.yaml", "--split", "train",
+                             "--out", "train.json")
+    assert code == 0, err
+    assert out.strip() == "train.json: 3 images, 2 annotations, 2 categories (cat, dog)"
+    names = [i["file_name"] for i in json.loads((tmp_path / "train.json").read_text())["images"]]
+    assert names == ["sub/yolo/images/train/a.jpg", "sub/yolo/images/train/b.png", "sub/yolo/images/train/c.jpg"]
