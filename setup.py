@@ -7,9 +7,10 @@ setup(
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # the tools/ folder is installed as detectlab.tools, so the `detectlab` command works outside a clone
-    packages=find_packages(include=["detectlab", "detectlab.*"]) + ["detectlab.tools"],
-    package_dir={"detectlab.tools": "tools"},
+    # tools/ and datasets/ are installed as detectlab.tools and detectlab.datasets, so the
+    # `detectlab` command works outside a clone
+    packages=find_packages(include=["detectlab", "detectlab.*"]) + ["detectlab.tools", "detectlab.datasets"],
+    package_dir={"detectlab.tools": "tools", "detectlab.datasets": "datasets"},
     entry_points={"console_scripts": ["detectlab = detectlab.commands:main"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",

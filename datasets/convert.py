@@ -21,14 +21,19 @@ split (stratified by class) into ``OUT_train.json`` and ``OUT_val.json`` (or the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _args import ArgumentParser  # noqa: E402  (datasets/_args.py: no TensorFlow)
+if not __package__:  # run as a script from a clone, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from _args import ArgumentParser  # datasets/_args.py: no TensorFlow
+else:  # installed as detectlab.datasets (the `detectlab` command)
+    from ._args import ArgumentParser
 
 TARGETS = ("coco", "yolo", "voc")
+# what a YOLO / VOC export (re)writes inside --out (an annotation input there would be replaced)
+REWRITTEN = {"yolo": ("data.yaml", "labels"), "voc": ("Annotations", "ImageSets")}
 # reader keyword -> the flag that sets it (a reader takes the keywords its format uses)
 READER_OPTIONS = {"split": "--split", "classes": "--classes", "images_dir": "--images",
                   "annotations_dir": "--annotations", "class_attribute": "--class-attribute",
@@ -81,13 +86,38 @@ def read_source(args) -> dict:
     for key in given:
         if key not in accepted:
             raise ConfigError(f"argument {READER_OPTIONS[key]}: not for --from {args.source_format}")
-    return read(args.input, **given)
+    data = read(args.input, **given)
+    # importers name images by paths relative to the current folder (from --input as typed)
+    data["images"] = [{**image, "file_name": os.path.abspath(image["file_name"])} for image in data["images"]]
+    return data
+
+
+def output_paths(args) -> list[Path]:
+    """The files (``--to coco``) or the folder (``--to yolo|voc``) the conversion writes,
+    checked up front: writable, distinct, and none of them an input."""
+    from detectlab.outputs import check_not_holding_inputs, check_not_inputs, output_file, output_folder
+
+    inputs = [("--input", args.input), ("--annotations", args.annotations), ("--images", args.images)]
+    if args.target_format != "coco":
+        check_not_inputs([("--out", args.out)], inputs)
+        out = output_folder(args.out, "--out")
+        rewritten = REWRITTEN.get(args.target_format, ())  # images are placed beside themselves, never replaced
+        if args.source_format == "yolo" and args.target_format == "yolo":
+            rewritten += ("images",)  # labels are read from labels/ beside the images/ given as input
+        check_not_holding_inputs([("--out", out / part) for part in rewritten], inputs[:2])
+        return [out]
+    out = Path(args.out)
+    if args.val_ratio is None:
+        return [output_file(out, "--out", inputs)]
+    return [output_file(out.with_name(f"{out.stem}_{split}{out.suffix or '.json'}"), "--out", inputs)
+            for split in ("train", "val")]
 
 
 def convert(args) -> int:
     from detectlab.data.coco import load_coco, write_coco
     from detectlab.data.split import split_coco
 
+    outs = output_paths(args)
     data = read_source(args)
     source = args.input or args.annotations
     load_coco(data, source=source)  # validate every box now rather than at training time
@@ -95,11 +125,9 @@ def convert(args) -> int:
         parts = dict(zip(("train", "val"), split_coco(data, args.val_ratio, args.seed)))
     else:
         parts = {args.split or "train": data}
-    for split, part in parts.items():
+    for k, (split, part) in enumerate(parts.items()):
         if args.target_format == "coco":
-            out = Path(args.out)
-            if args.val_ratio is not None:
-                out = out.with_name(f"{out.stem}_{split}{out.suffix or '.json'}")
+            out = outs[k]
             write_coco(part, out)
             print(summary(out, part))
             continue
@@ -117,9 +145,13 @@ def convert(args) -> int:
 
 
 def summary(out, data: dict) -> str:
-    names = ", ".join(c["name"] for c in data["categories"])
+    names = ", ".join(str(c.get("name", c["id"])) for c in data["categories"])
     return (f"{out}: {len(data['images'])} images, {len(data['annotations'])} annotations, "
             f"{len(data['categories'])} categories ({names})")
+
+
+def main(argv=None) -> int:
+    return convert(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _args import ArgumentParser  # noqa: E402  (datasets/_args.py: no TensorFlow)
+if not __package__:  # run as a script from a clone, without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from _args import ArgumentParser  # datasets/_args.py: no TensorFlow
+else:  # installed as detectlab.datasets (the `detectlab` command)
+    from ._args import ArgumentParser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,14 +37,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(args) -> int:
+def main(argv=None) -> int:
+    return split(parse_args(argv))
+
+
+def split(args) -> int:
     from detectlab.data.coco import load_coco, read_coco_json, with_absolute_paths, write_coco
     from detectlab.data.split import split_coco
 
+    from detectlab.outputs import distinct_outputs, output_file
+
     path = Path(args.data)
+    outs = [(flag, Path(given or path.with_name(f"{path.stem}_{split}.json")))
+            for flag, given, split in (("--out-train", args.out_train, "train"), ("--out-val", args.out_val, "val"))]
+    distinct_outputs(outs)
+    outs = [output_file(out, flag, [("--data", path), ("--images", args.images)]) for flag, out in outs]
     data = with_absolute_paths(read_coco_json(path), load_coco(path, args.images))
-    outs = [Path(args.out_train or path.with_name(f"{path.stem}_train.json")),
-            Path(args.out_val or path.with_name(f"{path.stem}_val.json"))]
     for out, part in zip(outs, split_coco(data, args.val_ratio, args.seed)):
         write_coco(part, out)
         print(f"{out}: {len(part['images'])} images, {len(part['annotations'])} annotations")
@@ -53,4 +63,4 @@ if __name__ == "__main__":
     arguments = parse_args()  # --help and flag errors end here, before TensorFlow is imported
     from detectlab.cli import run
 
-    run(lambda: main(arguments))
+    run(lambda: split(arguments))

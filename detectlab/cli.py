@@ -17,6 +17,11 @@ from detectlab.utils import setup_logging
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line naming it (no usage dump)."""
 
+    def __init__(self, *args, **kwargs):
+        if sys.argv and sys.argv[0].startswith("detectlab "):  # run as `detectlab COMMAND`: say so in usage
+            kwargs["prog"] = sys.argv[0]
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -28,21 +33,43 @@ def run(main: Callable[[], int | None]) -> None:
         with filtered_native_stderr():
             code = main() or 0
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         code = 2
     except DetectlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # errors raised in data workers arrive wrapped by tf.data
-        message = user_error_in(exc)
+        message = user_error_in(exc) or system_error_in(exc)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(message)}", file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks (e.g. inside a file name from a data file) escaped."""
+    return "".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in message)
+
+
+def system_error_in(exc: BaseException) -> str | None:
+    """One line for what the machine refused: a file that cannot be read or written (named),
+    or memory that ran out; None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.strerror):
+        names = " -> ".join(str(f) for f in (exc.filename, getattr(exc, "filename2", None)) if f is not None)
+        return f"{names}: {exc.strerror or exc}" if names else str(exc.strerror)
+    out_of_memory = isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError" or (
+        type(exc).__name__ == "error" and "Insufficient memory" in str(exc))  # cv2.error
+    if out_of_memory:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "MemoryError"
+        return f"out of memory ({detail}); try a smaller --image-size / --batch-size or fewer images"
+    return None
 
 
 _WRAPPED = re.compile(r"(?:DataError|ConfigError|WeightsError|DetectlabError|TrainingError): ([^\n]+)")

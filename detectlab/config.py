@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 import os
 import types
 import typing
@@ -26,6 +27,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from detectlab.errors import ConfigError
+from detectlab.utils import parse_yaml
 
 # "auto": mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16 (AMX /
 # AVX512-BF16), float32 elsewhere (see detectlab.training.devices.resolve_precision)
@@ -297,6 +299,20 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
+def override(key: str, value) -> str:
+    """``key=value`` for :func:`apply_override` from a flag's value: a string that YAML would
+    read as something else (``0123`` is the number 83, ``null``, ``yes``, ``[a-z]+``) is quoted,
+    so a path or a regex stays the text the user typed."""
+    if isinstance(value, str):
+        try:
+            same = parse_yaml(value, "", ConfigError) == value
+        except ConfigError:
+            same = False
+        if not same:
+            value = json.dumps(value, ensure_ascii=False)  # a double-quoted YAML string
+    return f"{key}={value}"
+
+
 def apply_override(data: dict, item: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML) to a raw recipe dict."""
     if "=" not in item:
@@ -305,10 +321,7 @@ def apply_override(data: dict, item: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set {item!r}: empty key")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+    value = parse_yaml(text, f"--set {item!r}: value", ConfigError) if text.strip() else None
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -355,8 +368,15 @@ _ONE = _at_least(1)
 # The range of every numeric field (the same as the command-line flag setting it, where
 # there is one), checked once the recipe is typed. Keys are "section.field"; list/dict
 # entries are checked item by item ("train.stages.lr" covers every stage).
+def _between(low, high, unit=""):
+    return (lambda v: low <= v <= high), f"between {low} and {high}{unit}"
+
+
+MAX_IMAGE_SIZE = 8192  # network input side; beyond it one image's activations take tens of GB
+MAX_SHAPES_SIZE = 4096  # side of a synthetic shapes image
+
 RANGES = {
-    "model.num_classes": _ONE, "model.image_size": _ONE,
+    "model.num_classes": _ONE, "model.image_size": _between(1, MAX_IMAGE_SIZE, " pixels"),
     # family fields (a family without the field is not affected)
     "model.width": _POSITIVE, "model.anchors": _POSITIVE, "model.anchor_masks": _at_least(0),
     "model.ignore_thresh": _UNIT, "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
@@ -368,7 +388,7 @@ RANGES = {
     "model.roi_fg_iou": _UNIT, "model.roi_bg_iou": _UNIT, "model.roi_positive_ratio": _UNIT,
     "model.pool_size": _ONE, "model.mask_pool_size": _ONE, "model.mini_mask": _ONE, "model.fc_size": _ONE,
     "model.fpn_channels": _ONE, "model.dropout": _FRACTION, "model.weight_decay": _NOT_NEGATIVE,
-    "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _at_least(32),
+    "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _between(32, MAX_SHAPES_SIZE, " pixels"),
     "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
     "augment.saturation": _at_least(1), "augment.value": _at_least(1),

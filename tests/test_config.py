@@ -80,7 +80,7 @@ def test_round_trip_through_yaml(tmp_path):
         ("train.stages=[{epochs: 2, lr: 0}]", "train.stages[0].lr: expected a positive number, got 0.0"),
         ("eval.score_threshold=1.5", "eval.score_threshold: expected in [0, 1], got 1.5"),
         ("predict.max_detections=0", "predict.max_detections: expected at least 1, got 0"),
-        ("model.image_size=0", "model.image_size: expected at least 1, got 0"),
+        ("model.image_size=0", "model.image_size: expected between 1 and 8192 pixels, got 0"),
         ("model.ignore_thresh=1.2", "model.ignore_thresh: expected in [0, 1], got 1.2"),
         ("model.anchors=[[8, 8], [-1, 12]]", "model.anchors[1][0]: expected a positive number, got -1.0"),
         ("data.max_boxes=0", "data.max_boxes: expected at least 1, got 0"),

@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, other_dataset_overrides, positive_int, run,
 )
+from detectlab.config import override  # noqa: E402
+from detectlab.outputs import output_folder  # noqa: E402
 
 
 def main() -> int:
@@ -39,12 +41,12 @@ def main() -> int:
 
     from detectlab.training.browse import dataset_stats, render_grids
 
-    overrides = list(args.overrides) + [f"data.train={args.data}"] * bool(args.data)
-    overrides += [f"data.images={args.images}"] * bool(args.images)
+    out = output_folder(args.out, "--out")
+    overrides = list(args.overrides) + [override("data.train", args.data)] * bool(args.data)
+    overrides += [override("data.images", args.images)] * bool(args.images)
     if args.data:
         overrides += other_dataset_overrides(load_cli_config(args.config, []).data, args.data, args.images)
     cfg = load_cli_config(args.config, overrides)
-    out = Path(args.out)
     for path in render_grids(cfg, out, args.num, args.columns, args.augment):
         print(path)
     if args.stats:

@@ -23,6 +23,7 @@ if not __package__:  # run as a script from a clone, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, positive_int, run  # noqa: E402
+from detectlab.outputs import output_file  # noqa: E402
 from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 
@@ -40,6 +41,8 @@ def main() -> int:
     p.add_argument("--class-names", help="a names file (one per line, e.g. coco.names; a data.yaml) or names separated "
                    "by commas, saved in the .h5 (default: COCO's for 80 classes)")
     args = p.parse_args()
+    output_file(args.out, "--out", [("--weights", args.weights), ("--config", args.config), ("--cfg", args.cfg),
+                                    ("--class-names", args.class_names)])
     from detectlab.data.class_names import read_class_names
     from detectlab.errors import ConfigError
     from detectlab.models.loading import model_and_config

@@ -44,18 +44,20 @@ def main(argv=None) -> int:
     p.add_argument("--confusion-score", type=unit_float,
                    help="score threshold of the confusion matrix (default: predict.score_threshold, 0.3)")
     args = p.parse_args(argv)
+    check_output_paths(args)
     from detectlab.data.records import quiet_coco
-    from detectlab.evaluation.coco_eval import evaluate_results, format_metrics, load_results
+    from detectlab.evaluation.coco_eval import checked_results, evaluate_results, format_metrics, load_results
     from detectlab.evaluation.plots import write_report
 
     evaluators: dict = {}
     if args.detections or args.gt:
         if not (args.detections and args.gt):
             raise ConfigError("--gt and --detections go together (score a results file)")
-        from detectlab.data.coco import read_coco_json
+        from detectlab.data.coco import read_ground_truth
 
-        coco_gt, results = quiet_coco(read_coco_json(Path(args.gt))), load_results(args.detections)
+        coco_gt, results = quiet_coco(read_ground_truth(args.gt)), load_results(args.detections)
         try:
+            results = checked_results(coco_gt, results)  # what the plots draw: checked, a box for every result
             metrics = evaluate_results(coco_gt, results, evaluators=evaluators)
         except DataError as exc:
             raise DataError(f"{args.detections}: {exc}") from None
@@ -70,6 +72,16 @@ def main(argv=None) -> int:
     written = write_report(args.out, metrics, evaluators, coco_gt, results, confusion_score)
     print(f"plots and tables: {', '.join(str(p) for p in written)}")
     return 0
+
+
+def check_output_paths(args) -> None:
+    """``--out`` and the report files beside it: writable, and none of them an input."""
+    from detectlab.evaluation.plots import report_paths
+    from detectlab.outputs import check_not_inputs, output_file
+
+    inputs = [(flag, getattr(args, flag[2:])) for flag in ("--gt", "--detections", "--data", "--weights", "--config", "--cfg")]
+    output_file(args.out, "--out", inputs)
+    check_not_inputs([("--out", path) for path in report_paths(args.out)], inputs)
 
 
 def evaluate_checkpoint(args, evaluators: dict):

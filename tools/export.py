@@ -21,6 +21,7 @@ from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
 from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.outputs import output_folder  # noqa: E402
 from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 LOW_SCORE = 0.01  # the SavedModel's second parity check when nothing passes the export's threshold
@@ -55,6 +56,7 @@ def main() -> int:
     from detectlab.utils import atomic_write_json
 
     run_config = run_config_for(args.weights)
+    out = output_folder(args.out or (run_config.parent if run_config else Path(".")) / "export" / args.format, "--out")
     cfg = load_cli_config(args.config, args.overrides, run_config)
     types = [t.strip() for t in args.quantize.split(",") if t.strip()]
     unknown = [t for t in types if t not in ex.TFLITE_TYPES]
@@ -68,7 +70,6 @@ def main() -> int:
     score = args.score if args.score is not None else pr.score_threshold
     nms = args.nms if args.nms is not None else pr.nms_threshold
     max_det = args.max_detections or pr.max_detections
-    out = Path(args.out) if args.out else (run_config.parent if run_config else Path(".")) / "export" / args.format
     predictor = Predictor(model, size, score, nms, max_det)
     images = ex.parity_images(size, data, args.parity_images)
 

@@ -13,6 +13,7 @@ if not __package__:  # run as a script from a clone, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import ArgumentParser, positive_int, run  # noqa: E402
+from detectlab.errors import ConfigError  # noqa: E402
 
 
 def main() -> int:
@@ -27,6 +28,9 @@ def main() -> int:
     from detectlab.data.coco import load_coco
 
     sizes = box_sizes(load_coco(args.data, args.images), args.image_size)
+    if len(sizes) < args.k:
+        raise ConfigError(f"-k {args.k}: {args.data} has {len(sizes)} boxes (crowd regions left out); "
+                          f"k-means needs at least as many boxes as anchors")
     anchors = kmeans_anchors(sizes, args.k, args.seed)
     print(f"{len(sizes)} boxes, mean best IoU {mean_best_iou(sizes, anchors):.3f}")
     print("anchors: [" + ", ".join(f"[{w:.0f}, {h:.0f}]" for w, h in anchors) + "]")

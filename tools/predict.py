@@ -28,6 +28,7 @@ from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
 from detectlab.errors import ConfigError, DataError  # noqa: E402
+from detectlab.outputs import output_folder  # noqa: E402
 from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
     p.add_argument("--max-frames", type=positive_int, help="frames per video / camera (default: a video's all; a camera until Ctrl-C)")
     args = p.parse_args(argv)
+    out = output_folder(args.out, "--out")
 
     from detectlab.data.class_names import read_class_names
     from detectlab.data.coco import coco_image_ids
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
     from detectlab.utils import atomic_write_json
 
     paths, streams = input_sources(args.images)
+    image_outs, stream_names = output_plan(paths, streams, out, args)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
     model, cfg, _ = model_and_config(cfg, args.weights, cfg_file=args.cfg)
@@ -113,14 +116,13 @@ def main(argv=None) -> int:
     settings = (cfg.model.image_size, score, args.nms if args.nms is not None else pr.nms_threshold,
                 args.max_detections or pr.max_detections, args.batch_size)
     predictor = Predictor(model, *settings)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, probe, best = [], None, 0.0
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
         images = [decode_rgb(path) for path in chunk]
         for k, (path, image, det) in enumerate(zip(chunk, images, predictor.predict(images))):
-            save_image(out / f"{path.stem}.jpg", draw_detections(image, det, names))
+            save_image(image_outs[start + k], draw_detections(image, det, names))
             for entry, cls in zip(coco_entries(det, model.category_ids), det.class_ids):
                 results.append({"image_id": ids[start + k], "file_name": str(path), "category": names[int(cls)], **entry})
         if not results:  # nothing shown yet: remember the best score below --score, for the hint
@@ -135,18 +137,38 @@ def main(argv=None) -> int:
             print(f"image_id: the ids of {args.data}")
         else:
             print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
-    predict_streams(predictor, streams, out, names, model.category_ids, args.max_frames)
+    predict_streams(predictor, streams, out, names, model.category_ids, args.max_frames, stream_names)
     return 0
 
 
-def predict_streams(predictor, streams, out: Path, names, category_ids, max_frames) -> None:
+def output_plan(paths: list[Path], streams: list, out: Path, args) -> tuple[list[Path], list[str]]:
+    """The annotated copy of each image (``out/<name>.jpg``) and each stream's output name:
+    distinct (see :func:`detectlab.outputs.output_names`), and none of them an input."""
+    from detectlab.inference.video import stream_name, stream_outputs
+    from detectlab.outputs import check_not_inputs, output_names
+
+    names = output_names([*paths, *(Path(stream_name(s)) for s in streams)], reserved=["results"])
+    image_outs = [out / f"{name}.jpg" for name in names[: len(paths)]]
+    stream_names = names[len(paths):]
+    planned = [*image_outs, out / "results.json"]
+    for source, name in zip(streams, stream_names):
+        planned += stream_outputs(source, out, name)
+    inputs = [("--images", p) for p in [*paths, *(s for s in streams if not isinstance(s, int))]]
+    inputs += [(flag, getattr(args, flag[2:].replace("-", "_")))
+               for flag in ("--data", "--weights", "--config", "--cfg", "--class-names")]
+    check_not_inputs([("--out", p) for p in planned], inputs)
+    return image_outs, stream_names
+
+
+def predict_streams(predictor, streams, out: Path, names, category_ids, max_frames, stream_names=None) -> None:
     """Each video / camera: annotated video + per-frame JSON in ``out``; prints the frame rate."""
     from detectlab.inference.video import predict_stream
 
-    for source in streams:
+    for k, source in enumerate(streams):
         if isinstance(source, int):
             print(f"camera {source}: predicting{'' if max_frames else ' until Ctrl-C'}...")
-        r = predict_stream(predictor, source, out, names, category_ids, max_frames)
+        r = predict_stream(predictor, source, out, names, category_ids, max_frames,
+                           stream_names[k] if stream_names else None)
         print(f"{source}: {r.frames} frames, {r.detections} detections, {r.fps:.1f} frames/s; {r.video} and {r.json}")
 
 

@@ -19,8 +19,9 @@ if not __package__:  # run as a script from a clone, without installing
 from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, non_negative_int, other_dataset_overrides, positive_float, positive_int, run,
 )
-from detectlab.config import DataConfig, load_config  # noqa: E402
+from detectlab.config import DataConfig, load_config, override  # noqa: E402
 from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.outputs import output_folder  # noqa: E402
 from detectlab.weights.formats import CFG_HELP, WEIGHTS_HELP  # noqa: E402
 
 
@@ -65,13 +66,13 @@ def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0, base
         "image_size": "model.image_size", "lr": "train.lr", "workers": "train.workers",
         "precision": "train.precision", "layers": "train.layers",
     }
-    out = [f"{key}={getattr(args, flag)}" for flag, key in mapping.items() if getattr(args, flag) is not None]
+    out = [override(key, getattr(args, flag)) for flag, key in mapping.items() if getattr(args, flag) is not None]
     out += other_dataset_overrides(base_data if base_data is not None else DataConfig(), args.data, args.images,
                                    args.val, args.val_images)
     if args.data == "shapes" and args.val is None:
         out.append("data.val=shapes")
     if args.val is not None:
-        out.append("data.val=null" if args.val.lower() == "none" else f"data.val={args.val}")
+        out.append("data.val=null" if args.val.lower() == "none" else override("data.val", args.val))
     elif args.data is not None and args.data != "shapes":  # validate on the user's data, never the recipe's
         out += ["data.val=null", f"data.val_fraction={val_fraction or HOLDOUT}"]
     if args.layers is not None:
@@ -83,9 +84,7 @@ def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0, base
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    workdir = Path(args.workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(f"--workdir {workdir}: is a file, not a folder")
+    workdir = output_folder(args.workdir, "--workdir")
     source = args.config or (workdir / "config.yaml" if args.resume else None)
     if source is None:
         raise ConfigError("--config is required (a recipe from models/), unless --resume continues a run")

@@ -6,6 +6,7 @@ import numpy as np
 
 from detectlab.boxes import shape_iou
 from detectlab.data.records import DetectionDataset
+from detectlab.errors import DataError
 
 
 def box_sizes(dataset: DetectionDataset, image_size: int) -> np.ndarray:
@@ -22,7 +23,7 @@ def box_sizes(dataset: DetectionDataset, image_size: int) -> np.ndarray:
 def kmeans_anchors(sizes: np.ndarray, k: int, seed: int = 0, iterations: int = 300) -> np.ndarray:
     """``k`` anchors ``(k, 2)`` sorted by area; raises if there are fewer boxes than ``k``."""
     if len(sizes) < k:
-        raise ValueError(f"need at least {k} boxes for {k} anchors, got {len(sizes)}")
+        raise DataError(f"need at least {k} boxes for {k} anchors, got {len(sizes)}")
     rng = np.random.default_rng(seed)
     centres = sizes[rng.choice(len(sizes), k, replace=False)].astype(np.float64)
     assignment = None

@@ -57,10 +57,9 @@ def read_class_names(spec: str) -> list[str]:
             if not isinstance(data, dict) or "names" not in data:
                 raise DataError(f"{path}: no 'names' entry (a YOLO data.yaml lists its classes under names:)")
             return names_from_yaml_value(data["names"], path)
-        try:
-            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not a UTF-8 text file of class names") from None
+        from detectlab.utils import read_text
+
+        names = [line.strip() for line in read_text(path, DataError).splitlines() if line.strip()]
         if not names:
             raise DataError(f"{path}: no class names in the file")
         return names

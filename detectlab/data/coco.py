@@ -6,17 +6,17 @@ contiguous class indices in ascending id order and mapped back when results are 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from detectlab.data.bounds import MARGIN, check_image_size, check_points, check_rle
 from detectlab.data.records import DetectionDataset, ImageRecord
 from detectlab.errors import DataError
 from detectlab.registry import DATASET_FORMATS
-from detectlab.utils import log
+from detectlab.utils import log, read_json
 
 
 @DATASET_FORMATS.register("coco")
@@ -42,30 +42,8 @@ def load_coco(
     else:
         path = Path(annotation_file)
         data = read_coco_json(path)
-    categories = sorted(data["categories"], key=lambda c: c["id"])
-    category_index = {c["id"]: k for k, c in enumerate(categories)}
-    images = {}
-    for img in data["images"]:
-        _require(img, ("id", "file_name", "width", "height"), path, "image")
-        if img["id"] in images:
-            raise DataError(
-                f"{path}: image id {img['id']} is used twice: {images[img['id']]['file_name']} and {img['file_name']}"
-            )
-        images[img["id"]] = img
+    categories, category_index, images, per_image = _index(data, path)
     places = image_places(path, images_dir)
-
-    per_image: dict[int, list[dict]] = {i: [] for i in images}
-    for ann in data["annotations"]:
-        _require(ann, ("id", "image_id", "category_id", "bbox"), path, "annotation")
-        if ann["image_id"] not in images:
-            raise DataError(f"{path}: annotation {ann['id']}: image_id {ann['image_id']} is not in 'images'")
-        if ann["category_id"] not in category_index:
-            known = ", ".join(str(c) for c in category_index)
-            raise DataError(
-                f"{path}: annotation {ann['id']} ({images[ann['image_id']]['file_name']}): "
-                f"unknown category_id {ann['category_id']} (known: {known})"
-            )
-        per_image[ann["image_id"]].append(ann)
 
     records, skipped = [], 0
     for image_id, img in images.items():
@@ -124,12 +102,7 @@ def with_absolute_paths(data: dict, dataset: DetectionDataset) -> dict:
 def read_coco_json(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return validate_coco_dict(data, path)
+    return validate_coco_dict(read_json(path, DataError), path)
 
 
 def validate_coco_dict(data, path) -> dict:
@@ -144,7 +117,75 @@ def validate_coco_dict(data, path) -> dict:
     return data
 
 
+def _index(data: dict, path) -> tuple[list[dict], dict, dict, dict]:
+    """``(categories sorted by id, {category id: class index}, {image id: image},
+    {image id: [annotations]})`` of a COCO dict, every entry's fields and ids checked."""
+    for c in data["categories"]:
+        _require(c, ("id",), path, "category")
+        if not _is_id(c["id"]):
+            raise DataError(f"{path}: category id {c['id']!r} must be an integer")
+    categories = sorted(data["categories"], key=lambda c: c["id"])
+    category_index = {c["id"]: k for k, c in enumerate(categories)}
+    images = {}
+    for img in data["images"]:
+        _require(img, ("id", "file_name", "width", "height"), path, "image")
+        if not _is_id(img["id"]) or not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise DataError(f"{path}: image {img['id']!r}: id must be an integer and file_name a non-empty string")
+        if img["id"] in images:
+            raise DataError(
+                f"{path}: image id {img['id']} is used twice: {images[img['id']]['file_name']} and {img['file_name']}"
+            )
+        check_image_size(img["width"], img["height"], f"{path}: image {img['id']} ({img['file_name']})")
+        images[img["id"]] = img
+    per_image: dict = {i: [] for i in images}
+    annotation_images: dict = {}  # annotation id -> its image id
+    for ann in data["annotations"]:
+        _require(ann, ("id", "image_id", "category_id", "bbox"), path, "annotation")
+        if not _is_id(ann["id"]):
+            raise DataError(f"{path}: annotation id {str(ann['id'])[:40]!r} must be an integer")
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in images:
+            raise DataError(f"{path}: annotation {ann['id']}: image_id {ann['image_id']!r} is not in 'images'")
+        if not _is_id(ann["category_id"]) or ann["category_id"] not in category_index:
+            known = ", ".join(str(c) for c in category_index)
+            raise DataError(
+                f"{path}: annotation {ann['id']} ({images[ann['image_id']]['file_name']}): "
+                f"unknown category_id {ann['category_id']!r} (known: {known})"
+            )
+        where = f"{path}: annotation {ann['id']} ({images[ann['image_id']]['file_name']})"
+        if ann["id"] in annotation_images:  # pycocotools keeps one of them: the other image's box would be scored
+            first = images[annotation_images[ann["id"]]]["file_name"]
+            raise DataError(f"{where}: annotation id {ann['id']} is used twice (also in {first}); ids must be unique")
+        annotation_images[ann["id"]] = ann["image_id"]
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise DataError(f"{where}: iscrowd must be 0 or 1, got {str(ann['iscrowd'])[:40]!r}")
+        area = ann.get("area", 0)
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
+            raise DataError(f"{where}: area must be a number >= 0, got {str(area)[:40]!r}")
+        per_image[ann["image_id"]].append(ann)
+    return categories, category_index, images, per_image
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_ground_truth(path: str | os.PathLike) -> dict:
+    """A COCO file to score results against (``evaluate.py --gt``), checked as :func:`load_coco`
+    checks a dataset (structure, ids, image sizes, every box and polygon; nothing skipped),
+    without needing the image files."""
+    path = Path(path)
+    data = read_coco_json(path)
+    _, _, images, per_image = _index(data, path)
+    for image_id, anns in per_image.items():
+        for ann in anns:
+            if _checked_box(ann, images[image_id], path, "error", hint="") is not None:
+                _check_segmentation(ann, images[image_id], path)
+    return data
+
+
 def _require(entry: dict, keys: tuple[str, ...], path: Path, kind: str) -> None:
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: every {kind} must be an object, got {str(entry)[:40]!r}")
     missing = [k for k in keys if k not in entry]
     if missing:
         ident = entry.get("id", "?")
@@ -179,24 +220,12 @@ def _record(img: dict, anns: list[dict], category_index: dict, places, path: Pat
     w, h = int(img["width"]), int(img["height"])
     boxes, class_ids, crowd, difficult, segs, ids, dropped = [], [], [], [], [], [], 0
     for ann in anns:
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise DataError(f"{path}: annotation {ann['id']} ({img['file_name']}): bbox must be [x, y, w, h]")
-        x, y, bw, bh = (float(v) for v in bbox)
-        y1, x1, y2, x2 = max(y, 0.0), max(x, 0.0), min(y + bh, h), min(x + bw, w)
-        finite = all(math.isfinite(v) for v in (x, y, bw, bh))
-        if not finite or bw <= 0 or bh <= 0 or x2 <= x1 or y2 <= y1:
-            reason = ("has a NaN or infinite value" if not finite else "has zero size" if bw <= 0 or bh <= 0
-                      else f"lies outside the {w}x{h} image")
-            if invalid == "skip":
-                dropped += 1
-                continue
-            raise DataError(
-                f"{path}: annotation {ann['id']} ({img['file_name']}): bbox {bbox} {reason} "
-                "(set data.invalid_boxes=skip to drop such boxes)"
-            )
-        _check_polygons(ann, img, path)
-        boxes.append((y1, x1, y2, x2))
+        box = _checked_box(ann, img, path, invalid)
+        if box is None:
+            dropped += 1
+            continue
+        _check_segmentation(ann, img, path)
+        boxes.append(box)
         class_ids.append(category_index[ann["category_id"]])
         crowd.append(bool(ann.get("iscrowd", 0)))
         difficult.append(bool(ann.get("difficult", 0)))
@@ -217,21 +246,61 @@ def _record(img: dict, anns: list[dict], category_index: dict, places, path: Pat
     return record, dropped
 
 
-def _check_polygons(ann: dict, img: dict, path: Path) -> None:
-    """Polygons must be flat lists ``[x1, y1, x2, y2, ...]`` of at least 3 finite points."""
+SKIP_HINT = " (set data.invalid_boxes=skip to drop such boxes)"
+
+
+def _checked_box(ann: dict, img: dict, path: Path, invalid: str, hint: str = SKIP_HINT):
+    """``(y1, x1, y2, x2)`` of ``ann``'s bbox clipped to its image; None when it is invalid and
+    ``invalid`` is ``"skip"``, else a one-line error: not 4 numbers, NaN/inf, zero size,
+    outside the image, or beyond the margin of :mod:`detectlab.data.bounds`."""
+    w, h = int(img["width"]), int(img["height"])
+    bbox = ann["bbox"]
+    if not (isinstance(bbox, list) and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+        raise DataError(f"{path}: annotation {ann['id']} ({img['file_name']}): bbox must be [x, y, w, h]")
+    try:
+        x, y, bw, bh = (float(v) for v in bbox)
+    except OverflowError:
+        x = y = bw = bh = math.inf
+    y1, x1, y2, x2 = max(y, 0.0), max(x, 0.0), min(y + bh, h), min(x + bw, w)
+    finite = all(math.isfinite(v) for v in (x, y, bw, bh, x + bw, y + bh))
+    far = finite and any(v < -MARGIN * side or v > (1 + MARGIN) * side
+                         for v, side in ((x, w), (x + bw, w), (y, h), (y + bh, h)))
+    if not finite or far or bw <= 0 or bh <= 0 or x2 <= x1 or y2 <= y1:
+        reason = ("has a NaN or infinite value" if not finite
+                  else f"lies far outside the {w}x{h} image (more than {MARGIN:g} image width/height away)" if far
+                  else "has zero size" if bw <= 0 or bh <= 0 else f"lies outside the {w}x{h} image")
+        if invalid == "skip":
+            return None
+        raise DataError(f"{path}: annotation {ann['id']} ({img['file_name']}): bbox {bbox} {reason}{hint}")
+    return y1, x1, y2, x2
+
+
+def _check_segmentation(ann: dict, img: dict, path: Path) -> None:
+    """Polygons: flat lists ``[x1, y1, x2, y2, ...]`` of at least 3 points, each finite and
+    near the image (:func:`detectlab.data.bounds.check_points`); RLE: the image's size, run
+    lengths adding up to it (:func:`detectlab.data.bounds.check_rle`)."""
     seg = ann.get("segmentation")
+    where = f"{path}: annotation {ann['id']} ({img['file_name']}): segmentation"
+    if isinstance(seg, dict):
+        check_rle(seg, int(img["height"]), int(img["width"]), where)
+        return
+    if seg is None or seg == []:
+        return
     if not isinstance(seg, list):
-        return  # RLE (a dict) or absent
-    where = f"{path}: annotation {ann['id']} ({img['file_name']}): segmentation polygon"
+        raise DataError(f"{where} must be a list of polygons or an RLE object")
     for k, poly in enumerate(seg):
         if not isinstance(poly, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly):
-            raise DataError(f"{where} {k} must be a list of numbers [x1, y1, x2, y2, ...]")
+            raise DataError(f"{where} polygon {k} must be a list of numbers [x1, y1, x2, y2, ...]")
         if len(poly) % 2:
-            raise DataError(f"{where} {k} has an odd number of coordinates ({len(poly)}): x and y must come in pairs")
+            raise DataError(f"{where} polygon {k} has an odd number of coordinates ({len(poly)}): x and y must come in pairs")
         if len(poly) < 6:
-            raise DataError(f"{where} {k} has {len(poly) // 2} points; a polygon needs at least 3")
-        if not all(math.isfinite(v) for v in poly):
-            raise DataError(f"{where} {k} has a NaN or infinite value")
+            raise DataError(f"{where} polygon {k} has {len(poly) // 2} points; a polygon needs at least 3")
+        try:
+            points = np.asarray(poly, np.float64)
+        except OverflowError:
+            points = np.full(len(poly), np.inf)
+        check_points(points, img["width"], img["height"], where.rsplit(": ", 1)[0], f"segmentation polygon {k}")
 
 
 def _check_files_exist(records: list[ImageRecord], path: Path, places, file_names: dict) -> None:

@@ -12,11 +12,28 @@ from __future__ import annotations
 import os
 import struct
 
+from detectlab.data.bounds import check_image_size
 from detectlab.errors import DataError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (C4 = DHT, C8 = JPG extension, CC = DAC are not frames).
 SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_kind(head: bytes) -> str | None:
+    """The format of an encoded image from its first 12 bytes (``jpeg``, ``png``, ``bmp``,
+    ``tiff``, ``webp``: what OpenCV decodes here), or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    return None
 
 
 def image_size(path: str | os.PathLike, where: str | None = None) -> tuple[int, int]:
@@ -26,6 +43,12 @@ def image_size(path: str | os.PathLike, where: str | None = None) -> tuple[int, 
     """
     path = str(path)
     where = where or path
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise DataError(f"{where}: not a regular file (a device or pipe): {path}")
+    return check_image_size(*_oriented_size(path, where), f"{where}: image {path}")
+
+
+def _oriented_size(path: str, where: str) -> tuple[int, int]:
     try:
         with open(path, "rb") as f:
             head = f.read(32)
@@ -41,6 +64,8 @@ def image_size(path: str | os.PathLike, where: str | None = None) -> tuple[int, 
         raise DataError(f"{where}: image not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"{where}: a folder, not an image: {path}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the name
+        raise DataError(f"{where}: cannot read image {path!r} ({getattr(exc, 'strerror', None) or exc})") from None
     return _decoded_size(path, where)
 
 

@@ -132,8 +132,8 @@ def detect_format(path: str) -> str:
     if suffix in (".csv", ".txt"):
         return "csv"
     if suffix == ".json":
-        with open(p) as f:
-            head = f.read(1 << 16)
+        with open(p, "rb") as f:
+            head = f.read(1 << 16).decode("utf-8", errors="replace")  # the reader names a file that is not UTF-8
         if '"annotations"' in head or '"images"' in head or '"categories"' in head:
             return "coco"
         return "labelme" if '"shapes"' in head and '"imagePath"' in head else "via"

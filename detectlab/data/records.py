@@ -123,16 +123,32 @@ class DetectionDataset:
 
 
 def quiet_coco(source):
-    """``pycocotools.coco.COCO`` from a path or a dict, without its progress prints."""
+    """``pycocotools.coco.COCO`` from a path or a dict, without its progress prints, ready for
+    ``COCOeval``: an annotation without ``iscrowd`` gets 0 and one without ``area`` the area of
+    its mask, else of its box (``COCOeval`` reads both and ended in a ``KeyError`` on COCO files
+    that leave them out, which :func:`detectlab.data.coco.load_coco` accepts). A path is read
+    as :func:`detectlab.utils.read_json` reads user files (UTF-8, or UTF-16 with its mark)."""
     from pycocotools.coco import COCO
 
+    if not isinstance(source, dict):
+        from detectlab.utils import read_json
+
+        source = read_json(source, DataError)
     with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(source, dict):
-            coco = COCO()
-            coco.dataset = source
-            coco.createIndex()
-            return coco
-        return COCO(str(source))
+        coco = COCO()
+        coco.dataset = source
+        coco.createIndex()
+    for ann in source.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            if ann.get("segmentation") and ann["image_id"] in coco.imgs:
+                from pycocotools import mask as mask_utils
+
+                ann["area"] = float(mask_utils.area(coco.annToRLE(ann)))
+            else:
+                w, h = ann["bbox"][2:4]
+                ann["area"] = float(w) * float(h)
+    return coco
 
 
 def read_image(record: ImageRecord) -> np.ndarray:

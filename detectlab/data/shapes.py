@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detectlab.inference.visualize import save_image
 from detectlab.utils import atomic_write_json, log
 
 CLASSES = ("square", "circle", "triangle")
@@ -55,7 +56,7 @@ def _split(out: Path, split: str, count: int, size: int, rng: np.random.Generato
     for i in range(count):
         image, shapes = draw_image(size, rng)
         file_name = f"{split}/{i:06d}.jpg"
-        cv2.imwrite(str(out / file_name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        save_image(out / file_name, image, (cv2.IMWRITE_JPEG_QUALITY, 95))
         images.append({"id": i + 1, "file_name": file_name, "width": size, "height": size})
         for class_id, polygon in shapes:
             xs, ys = polygon[:, 0], polygon[:, 1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from detectlab.data.records import quiet_coco
 from detectlab.errors import DataError
 from detectlab.evaluation.voc import voc_map
+from detectlab.utils import read_json
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -31,7 +31,7 @@ def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: in
     from pycocotools.cocoeval import COCOeval
 
     coco_gt = gt if hasattr(gt, "getAnnIds") else quiet_coco(gt)
-    results = _check_results(coco_gt, ids_by_file_name(coco_gt, results))
+    results = checked_results(coco_gt, results)
     if iou_types is None:
         iou_types = ["bbox"] + (["segm"] if results and all("segmentation" in r for r in results) else [])
     metrics: dict = {"num_images": len(coco_gt.getImgIds()), "num_detections": len(results)}
@@ -83,13 +83,19 @@ def ids_by_file_name(coco_gt, results: list[dict]) -> list[dict]:
     return [{**r, "image_id": ids[r["file_name"]]} for r in results]
 
 
-def _check_results(coco_gt, results: list[dict]) -> list[dict]:
-    known_images = set(coco_gt.getImgIds())
-    known_categories = set(coco_gt.getCatIds())
+def _check_fields(results) -> list[dict]:
+    """``results`` as COCO results, field types checked before anything looks them up: each an
+    object whose ids are integers, ``file_name`` a string, ``score`` a finite number, ``bbox``
+    4 finite numbers ``[x, y, w, h]`` with ``w, h >= 0``."""
     for k, r in enumerate(results):
         if not isinstance(r, dict):
             raise DataError(f"result {k}: expected an object {{image_id, category_id, bbox, score}}, got {type(r).__name__}")
-        for key in ("image_id", "category_id", "score"):
+        for key in ("image_id", "category_id"):
+            if key in r and not _is_integer(r[key]):
+                raise DataError(f"result {k}: '{key}' must be an integer, got {str(r[key])[:40]!r}")
+        if "file_name" in r and not isinstance(r["file_name"], str):
+            raise DataError(f"result {k}: 'file_name' must be a string, got {type(r['file_name']).__name__}")
+        for key in ("category_id", "score"):
             if key not in r:
                 raise DataError(f"result {k}: missing '{key}'")
         if "bbox" not in r and "segmentation" not in r:
@@ -97,21 +103,69 @@ def _check_results(coco_gt, results: list[dict]) -> list[dict]:
         if not _is_number(r["score"]):
             raise DataError(f"result {k}: 'score' must be a number, got {r['score']!r}")
         bbox = r.get("bbox")
-        if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            raise DataError(f"result {k}: 'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}")
+        if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)
+                                     and bbox[2] >= 0 and bbox[3] >= 0):
+            raise DataError(f"result {k}: 'bbox' must be 4 numbers [x, y, w, h] with w, h >= 0, got {bbox!r}")
+    return results
+
+
+def checked_results(coco_gt, results: list[dict]) -> list[dict]:
+    """A copy of COCO ``results`` checked against ``coco_gt`` (a pycocotools ``COCO``), ready
+    to score and draw: ids matched by ``file_name`` (:func:`ids_by_file_name`), every field
+    checked, and a result with a mask only given its mask's box (as pycocotools' ``loadRes``
+    does for segm), so a one-line :class:`DataError` is the worst a results file can do."""
+    return _check_results(coco_gt, ids_by_file_name(coco_gt, _check_fields(results)))
+
+
+def _check_results(coco_gt, results: list[dict]) -> list[dict]:
+    """Each result against the ground truth: known image and category, a box within one image
+    side of its image and a mask of its image's size (:mod:`detectlab.data.bounds`, the rule
+    for ground truth)."""
+    from pycocotools import mask as mask_utils
+
+    from detectlab.data.bounds import MARGIN, check_points, check_rle
+
+    known_images = set(coco_gt.getImgIds())
+    known_categories = set(coco_gt.getCatIds())
+    boxed, sizes = [], []
+    for k, r in enumerate(results):
+        if "image_id" not in r:
+            raise DataError(f"result {k}: missing 'image_id'")
         if r["image_id"] not in known_images:
             raise DataError(f"result {k}: image_id {r['image_id']} is not in the ground truth (results of "
                             "tools/predict.py: pass the ground truth to it with --data, so it writes its ids)")
         if r["category_id"] not in known_categories:
             raise DataError(f"result {k}: category_id {r['category_id']} is not in the ground truth")
-        seg = r.get("segmentation")
-        if seg is not None and not (isinstance(seg, dict) and {"size", "counts"} <= set(seg)):
-            raise DataError(f"result {k}: 'segmentation' must be RLE {{size, counts}} (as pycocotools writes it)")
-    return copy.deepcopy(results)  # pycocotools' loadRes adds fields to what it is given
+        image = coco_gt.imgs[r["image_id"]]
+        if r.get("segmentation") is not None:
+            check_rle(r["segmentation"], int(image["height"]), int(image["width"]), f"result {k}: 'segmentation'",
+                      compressed_only=True)
+        if r.get("bbox") is not None:
+            boxed.append(k)
+            sizes.append((image["width"], image["height"]))
+    if boxed:  # every box at once: corners finite and within the margin (see detectlab.data.bounds)
+        with np.errstate(over="ignore", invalid="ignore"):
+            b = np.array([results[k]["bbox"] for k in boxed], np.float64)
+            corners = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+            size = np.tile(np.array(sizes, np.float64), 2)
+            bad = ~np.isfinite(corners).all(axis=1) | ((corners < -MARGIN * size) | (corners > (1 + MARGIN) * size)).any(axis=1)
+        if bad.any():
+            k = boxed[int(np.argmax(bad))]
+            check_points(corners[int(np.argmax(bad))], *sizes[int(np.argmax(bad))], f"result {k}",
+                         f"bbox {results[k]['bbox']}")
+    out = copy.deepcopy(results)  # pycocotools' loadRes adds fields to what it is given
+    for r in out:
+        if r.get("bbox") is None:
+            r["bbox"] = [float(v) for v in mask_utils.toBbox(r["segmentation"])]
+    return out
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _for_iou_type(results: list[dict], iou_type: str) -> list[dict]:
@@ -157,10 +211,7 @@ def load_results(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: detections file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = read_json(path, DataError)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a COCO results list [{{image_id, category_id, bbox, score}}, ...]")
     return data

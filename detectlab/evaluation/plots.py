@@ -134,18 +134,21 @@ def save_confusion_matrix(matrix: np.ndarray, class_names: list[str], path, iou:
 def write_report(out_json, metrics: dict, evaluators: dict, coco_gt, results: list[dict], score_threshold: float) -> list[Path]:
     """The files above, named after ``out_json`` (``metrics.json`` -> ``metrics_per_class.csv``,
     ...); PR curves for each iou type evaluated (``segm`` as ``<stem>_pr_curves_segm.png``)."""
-    out = Path(out_json)
-    stem = out.parent / out.stem
     names = [coco_gt.cats[c].get("name", str(c)) for c in coco_gt.getCatIds()]
-    written = [Path(f"{stem}_per_class.csv")]
-    write_per_class_csv(metrics["bbox"]["per_class"], written[0])
-    for iou_type, evaluator in evaluators.items():
-        path = Path(f"{stem}_pr_curves{'' if iou_type == 'bbox' else '_' + iou_type}.png")
+    table, *curves, matrix = report_paths(out_json, list(evaluators))
+    write_per_class_csv(metrics["bbox"]["per_class"], table)
+    for (iou_type, evaluator), path in zip(evaluators.items(), curves):
         save_pr_curves(evaluator, names, path, iou_type)
-        written.append(path)
-    path = Path(f"{stem}_confusion_matrix.png")
-    save_confusion_matrix(confusion_matrix(coco_gt, results, 0.5, score_threshold), names, path, 0.5, score_threshold)
-    return written + [path]
+    save_confusion_matrix(confusion_matrix(coco_gt, results, 0.5, score_threshold), names, matrix, 0.5, score_threshold)
+    return [table, *curves, matrix]
+
+
+def report_paths(out_json, iou_types=("bbox", "segm")) -> list[Path]:
+    """The files :func:`write_report` writes beside ``out_json``: the per-class table, the PR
+    curves of each iou type, the confusion matrix."""
+    stem = Path(out_json).parent / Path(out_json).stem
+    curves = [Path(f"{stem}_pr_curves{'' if t == 'bbox' else '_' + t}.png") for t in iou_types]
+    return [Path(f"{stem}_per_class.csv"), *curves, Path(f"{stem}_confusion_matrix.png")]
 
 
 def _pyplot():

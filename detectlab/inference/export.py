@@ -127,6 +127,9 @@ def serving_functions(model, image_size: int, score_threshold: float, nms_thresh
 
     def detect_one(image, score, nms):
         image = tf.ensure_shape(image, [None, None, 3])
+        check = tf.debugging.assert_positive(tf.shape(image)[:2], message="image: expected at least 1x1 pixels (H, W, 3)")
+        with tf.control_dependencies([check]):  # before any op that would fail on an empty image
+            image = tf.identity(image)
         shape_hw = tf.shape(image)[:2]
         letterboxed, transform = letterbox_graph(image, image_size)
         thresholds = tf.reshape(tf.stack([tf.cast(score, tf.float32), tf.cast(nms, tf.float32)]), [1, 2])

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import letterbox
+from detectlab.errors import DataError
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Predictor:
         self._run = tf.function(lambda x: self.network(x, training=False), input_signature=[spec])
 
     def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, tuple]:
+        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+            raise DataError(f"expected an RGB image of at least 1x1 pixels (H, W, 3), got shape {tuple(image.shape)}")
         return letterbox(image, self.image_size)
 
     def predict(self, images: list[np.ndarray]) -> list[Detections]:

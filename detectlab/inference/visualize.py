@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detectlab.errors import DataError
 from detectlab.inference.predictor import Detections
 
 
@@ -58,9 +59,24 @@ def draw_resized(image: np.ndarray, det: Detections, class_names: list[str], siz
     return draw_detections(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), resized, class_names, scores)
 
 
-def save_image(path, image: np.ndarray) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+JPEG_MAX_SIDE = 65500  # pixels per side a baseline JPEG can hold (libjpeg's limit)
+
+
+def save_image(path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Write RGB ``uint8 (H, W, 3)`` ``image`` to ``path`` (format from its suffix, OpenCV
+    ``params``), creating its folder. A write OpenCV refuses is a one-line ``DataError``
+    (``cv2.imwrite`` only returns False)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = image.shape[:2]
+    if path.suffix.lower() in (".jpg", ".jpeg") and max(h, w) > JPEG_MAX_SIDE:
+        raise DataError(f"{path}: cannot write a {w}x{h} image as JPEG (at most {JPEG_MAX_SIDE} pixels per side)")
+    try:
+        written = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
+    except cv2.error as exc:
+        raise DataError(f"{path}: OpenCV cannot write this image ({str(exc).strip().splitlines()[-1]})") from None
+    if not written:
+        raise DataError(f"{path}: OpenCV could not write this {w}x{h} image (full disk, read-only folder?)")
 
 
 def grid(images: list[np.ndarray], columns: int = 4, cell: int = 256) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from detectlab.config import Config
 from detectlab.data.records import DetectionDataset
-from detectlab.errors import ConfigError
+from detectlab.errors import ConfigError, WeightsError
 from detectlab.registry import MODELS
 from detectlab.utils import log
 from detectlab.weights.formats import FileSettings, file_settings, is_darknet_file, load_weights

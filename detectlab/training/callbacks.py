@@ -11,7 +11,6 @@ alternating ``train_on_batch`` loop alike (they only read ``logs`` and ``self.mo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass

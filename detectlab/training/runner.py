@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from detectlab.checkpoints import read_state
+from detectlab.checkpoints import resume_state
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
@@ -56,7 +56,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoints = workdir / "checkpoints"
-    state = read_state(checkpoints) if resume else None
+    state = resume_state(checkpoints) if resume else None
     if resume and state is None:
         raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
     if weights and state is None:

@@ -64,9 +64,28 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
     return report
 
 
+def check_keras_archive(path) -> None:
+    """Raise a one-line ``WeightsError`` unless ``path`` is a readable ``.keras`` zip archive
+    (Keras itself reports a damaged one as "File not found")."""
+    import zipfile
+
+    if not Path(path).is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a Keras .keras archive (damaged or not a zip file: {exc})") from None
+    if damaged is not None or not {"config.json", "model.weights.h5"} <= names:
+        what = f"its member {damaged} is damaged" if damaged else "no config.json / model.weights.h5 in it"
+        raise WeightsError(f"{path}: not a complete Keras .keras archive ({what})")
+
+
 def read_keras_archive(path) -> dict[str, list[np.ndarray]]:
     import keras
 
+    check_keras_archive(path)
     try:
         saved = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # a damaged or foreign archive: say which file and why
@@ -115,6 +134,7 @@ def saved_model_config(path) -> dict | None:
     path = Path(path)
     try:
         if path.suffix == ".keras":
+            check_keras_archive(path)  # a damaged archive named as such, not as missing
             with zipfile.ZipFile(path) as archive:
                 saved = json.loads(archive.read("config.json"))
         else:

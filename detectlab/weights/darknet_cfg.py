@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detectlab.errors import WeightsError
+from detectlab.utils import read_text
 
 SECTIONS = ("net", "network", "convolutional", "maxpool", "route", "shortcut", "upsample", "yolo")
 
@@ -101,10 +102,7 @@ def read_darknet_cfg(path) -> DarknetNetwork:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: Darknet .cfg not found")
-    try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise WeightsError(f"{path}: not a readable Darknet .cfg text file ({exc.__class__.__name__})") from None
+    text = read_text(path, WeightsError)  # UTF-8 (or UTF-16 with its mark); else one line naming the byte
     sections = _sections(text, path)
     if not sections or sections[0][0] not in ("net", "network"):
         raise WeightsError(f"{path}: a Darknet .cfg starts with a [net] section")

@@ -37,6 +37,11 @@ for kind in ("png", "jpeg"):
 r = loaded.signatures["detect"](image=tf.constant(data["image_0"]), score_threshold=tf.constant(0.999),
                                 nms_threshold=tf.constant(0.45))
 out["num_detections_strict"] = r["num_detections"].numpy()
+try:  # an empty image: the graph's own check names the problem
+    loaded.signatures["serving_default"](image=tf.zeros([0, 0, 3], tf.uint8))
+    out["empty_image_error"] = "no error"
+except tf.errors.InvalidArgumentError as exc:
+    out["empty_image_error"] = next((l.strip() for l in exc.message.splitlines() if "pixels" in l), exc.message)
 np.savez(sys.argv[3], **out)
 """
 
@@ -95,6 +100,7 @@ def check_family(tmp_path, recipe, score=0.05, max_detections=20):
     assert parity_problem(predictor.predict([decoded])[0], detections(out, "jpeg"), score, max_detections) is None
     # thresholds as signature inputs
     assert int(out["num_detections_strict"]) <= len(detections(out, 0))
+    assert "image: expected at least 1x1 pixels (H, W, 3)" in str(out["empty_image_error"]), out["empty_image_error"]
     return model
 
 

@@ -185,9 +185,9 @@ def test_predict_writes_the_coco_files_ids_so_evaluate_can_score_them(capsys, tm
     run_dir = trained_run.workdir
     val_json, val_images = run_dir / "shapes" / "instances_val.json", run_dir / "shapes" / "val"
     weights = run_dir / "checkpoints" / "best.keras"
-    code, out, _ = call(capsys, "predict", "--weights", weights, "--images", val_images, "--out", tmp_path / "p",
+    code, out, err = call(capsys, "predict", "--weights", weights, "--images", val_images, "--out", tmp_path / "p",
                         "--data", val_json, "--score", "0.01")
-    assert code == 0 and f"image_id: the ids of {val_json}" in out
+    assert code == 0 and f"image_id: the ids of {val_json}" in out, err
     results = json.loads((tmp_path / "p" / "results.json").read_text())
     ids = {i["file_name"]: i["id"] for i in json.loads(val_json.read_text())["images"]}
     assert results and all(r["image_id"] == ids[f"val/{r['file_name'].rsplit('/', 1)[-1]}"] for r in results)

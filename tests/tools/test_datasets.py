@@ -107,7 +107,7 @@ def test_coco_to_yolo_and_voc_folders(tmp_path, capsys):
 def test_split_tool(tmp_path, capsys):
     data = coco_fixture(tmp_path)
     args = ["--data", str(data), "--val-ratio", "0.3", "--seed", "0", "--out-val", str(tmp_path / "sub/val.json")]
-    assert SPLIT.main(SPLIT.parse_args(args)) == 0
+    assert SPLIT.split(SPLIT.parse_args(args)) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"{tmp_path / 'all_train.json'}: 2 images, 3 annotations", f"{tmp_path / 'sub/val.json'}: 1 images, 0 annotations"]
     train, val = load_coco(tmp_path / "all_train.json"), load_coco(tmp_path / "sub/val.json")

@@ -24,12 +24,14 @@ pycocotools computes it (pixels of the rasterised mask), the COCO convention.
 from __future__ import annotations
 
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
+from detectlab.data.bounds import check_points, clip_box, clip_polygon
 from detectlab.data.image_header import image_size  # noqa: F401  (re-exported for the importers)
 from detectlab.errors import DataError
 from detectlab.registry import DATASET_FORMATS
@@ -38,15 +40,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ELLIPSE_POINTS = 32
 
 
-def polygon_fields(polygons: list[np.ndarray], width: int, height: int) -> dict:
+def polygon_fields(polygons: list[np.ndarray], width: int, height: int, where: str, what: str = "polygon") -> dict:
     """COCO ``segmentation``, ``bbox`` (extent) and ``area`` of an instance's polygons.
 
-    ``polygons``: ``(P, 2)`` x, y arrays in continuous pixel coordinates (each P >= 3), rounded
-    to 2 decimals; ``area`` is pycocotools' ``maskUtils.area`` of the merged RLE.
+    ``polygons``: ``(P, 2)`` x, y arrays in continuous pixel coordinates (each P >= 3). Each is
+    checked (finite, near the image: :func:`detectlab.data.bounds.check_points`, errors start
+    with ``where`` and name ``what``) and clipped to the image, then rounded to 2 decimals;
+    ``area`` is pycocotools' ``maskUtils.area`` of the merged RLE. A polygon with nothing
+    inside the image is kept as given (``load_coco`` then names it as lying outside).
     """
     from pycocotools import mask as mask_utils
 
-    polygons = [np.round(np.asarray(p, np.float64), 2) for p in polygons]
+    checked = [check_points(p, width, height, where, what) for p in polygons]
+    clipped = [clip_polygon(p, width, height) for p in checked]
+    polygons = [np.round(c if len(c) >= 3 else p, 2) for p, c in zip(checked, clipped)]
     points = np.concatenate(polygons)
     x0, y0 = points.min(axis=0)
     x1, y1 = points.max(axis=0)
@@ -59,12 +66,27 @@ def polygon_fields(polygons: list[np.ndarray], width: int, height: int) -> dict:
     }
 
 
+def box_fields(x0: float, y0: float, x1: float, y1: float, width: int, height: int, where: str) -> dict:
+    """COCO ``bbox`` ``[x, y, w, h]`` and ``area`` of corners ``x0 < x1``, ``y0 < y1`` (continuous
+    pixels), checked like polygon points and clipped to the image."""
+    check_points([[x0, y0], [x1, y1]], width, height, where, "box")
+    x0, y0, x1, y1 = (_exact(v) for v in clip_box(x0, y0, x1, y1, width, height))
+    return {"bbox": [x0, y0, _exact(x1 - x0), _exact(y1 - y0)], "area": _exact((x1 - x0) * (y1 - y0))}
+
+
+def _exact(value: float) -> int | float:
+    """An integral value as an int (so the JSON stays as the user wrote it), else the float."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
 def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
     """``(ELLIPSE_POINTS, 2)`` x, y outline of an ellipse rotated by ``theta`` radians."""
     t = np.linspace(0, 2 * np.pi, ELLIPSE_POINTS, endpoint=False)
-    ex, ey = rx * np.cos(t), ry * np.sin(t)
-    c, s = np.cos(theta), np.sin(theta)
-    return np.stack([cx + c * ex - s * ey, cy + s * ex + c * ey], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a radius of 1e308: inf, which check_points names
+        ex, ey = rx * np.cos(t), ry * np.sin(t)
+        c, s = np.cos(theta), np.sin(theta)
+        return np.stack([cx + c * ex - s * ey, cy + s * ex + c * ey], axis=1)
 
 
 def check_size(declared: tuple[int, int], actual: tuple[int, int], path, where: str) -> None:
@@ -82,9 +104,9 @@ def number(text: str, what: str, where: str) -> int | float:
         value = float(text)
         if not math.isfinite(value):
             raise ValueError
-    except ValueError:
+    except (TypeError, ValueError):
         raise DataError(f"{where}: {what} {text!r} is not a number") from None
-    return int(value) if value.is_integer() else value
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def parse_classes(classes, source) -> list[str] | None:
@@ -103,9 +125,18 @@ def parse_classes(classes, source) -> list[str] | None:
 def coco_dict(images: list[dict], annotations: list[dict], classes, source) -> dict:
     """Assemble the COCO dict, numbering images, annotations and categories from 1.
 
-    ``images``: ``{file_name, width, height}`` in order; ``annotations``: COCO fields plus
-    ``image_index`` (into ``images``), ``category_name`` and ``where`` (for error messages).
+    ``images``: ``{file_name, width, height}`` in order, optionally ``where`` (for error
+    messages); an image listed twice is an error naming both entries. ``annotations``: COCO
+    fields plus ``image_index`` (into ``images``), ``category_name`` and ``where``.
     """
+    images, seen = [dict(image) for image in images], {}
+    for image in images:
+        where = image.pop("where", None) or str(source)
+        key = os.path.normcase(os.path.realpath(image["file_name"]))
+        if key in seen:
+            raise DataError(f"{where}: the image {image['file_name']} is listed twice (also {seen[key]}); "
+                            "give each image one entry holding all its annotations")
+        seen[key] = where
     names = parse_classes(classes, source)
     if names is None:
         names = sorted({a["category_name"] for a in annotations})
@@ -136,6 +167,8 @@ def parse_xml(path: Path) -> ET.Element:
         line, column = exc.position
         reason = re.sub(r": line \d+, column \d+$", "", str(exc))
         raise DataError(f"{path}: line {line} column {column + 1}: invalid XML ({reason})") from None
+    except LookupError as exc:  # <?xml encoding="..."?> names no known encoding
+        raise DataError(f"{path}: invalid XML ({exc})") from None
 
 
 def register_loader(name: str, read):

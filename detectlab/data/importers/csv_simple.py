@@ -11,11 +11,13 @@ read from the image files.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
-from detectlab.data.importers import coco_dict, image_size, number, register_loader
+from detectlab.data.importers import box_fields, coco_dict, image_size, number, register_loader
 from detectlab.errors import DataError
+from detectlab.utils import read_text
 
 FIELDS = ("path", "x1", "y1", "x2", "y2", "class_name")
 
@@ -30,12 +32,15 @@ def read_csv(path: str | os.PathLike, classes=None, images_dir: str | os.PathLik
         raise DataError(f"{image_root}: image folder not found")
     image_index: dict[str, int] = {}
     images, annotations = [], []
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(path, DataError), newline="") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             where = f"{path}:{lineno}"
-            row = [field.strip() for field in next(csv.reader([line]))]
+            try:
+                row = [field.strip() for field in next(csv.reader([line]))]
+            except csv.Error as exc:
+                raise DataError(f"{where}: not a CSV line ({exc})") from None
             if len(row) != len(FIELDS):
                 raise DataError(f"{where}: expected {','.join(FIELDS)} ({len(FIELDS)} fields), got {len(row)}")
             if not row[0]:
@@ -52,9 +57,9 @@ def read_csv(path: str | os.PathLike, classes=None, images_dir: str | os.PathLik
                 raise DataError(f"{where}: box has {'x2 <= x1' if x2 <= x1 else 'y2 <= y1'}")
             if not row[5]:
                 raise DataError(f"{where}: empty class_name")
+            width, height = images[image_index[file_name]]["width"], images[image_index[file_name]]["height"]
             annotations.append({
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1),
+                **box_fields(x1, y1, x2, y2, width, height, where),
                 "iscrowd": 0,
                 "image_index": image_index[file_name],
                 "category_name": row[5],

@@ -7,8 +7,9 @@ points="x1,y1;x2,y2;..." occluded>`` and ``<ellipse label cx cy rx ry>``, in con
 coordinates. Boxes become COCO boxes (rotated ones polygons), polygons and ellipses COCO
 polygons; a polygon drawn as a hole is its own shape in CVAT and stays its own instance.
 Each annotation keeps ``attributes``: ``occluded`` (bool) and every ``<attribute name>``
-child (text). ``polyline``, ``points``, ``mask`` and ``tag`` are skipped (counted in the log).
-Images are ``images_dir/<name>``, else next to the XML, else in ``images/`` beside it.
+child (text). ``polyline``, ``points``, ``mask`` and ``tag`` are skipped, and so are ``<track>``
+elements (CVAT for video; counted in the log with their shapes). An image listed twice is an
+error. Images are ``images_dir/<name>``, else next to the XML, else in ``images/`` beside it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from detectlab.data.importers import (
-    check_size, coco_dict, ellipse_polygon, image_size, number, parse_xml, polygon_fields, register_loader,
+    box_fields, check_size, coco_dict, ellipse_polygon, image_size, number, parse_xml, polygon_fields, register_loader,
 )
 from detectlab.errors import DataError
 from detectlab.utils import log
@@ -40,6 +41,9 @@ def read_cvat(path: str | os.PathLike, classes=None, images_dir: str | os.PathLi
         meta = [n.strip() for n in (e.findtext("name") or "" for e in root.iter("label")) if n.strip()]
         classes = list(dict.fromkeys(meta)) or None
     images, annotations, skipped = [], [], {}
+    tracks = root.findall("track")
+    if tracks:
+        skipped[f"track (CVAT for video: {sum(len(t) for t in tracks)} shapes)"] = len(tracks)
     for node in root.findall("image"):
         name = node.get("name")
         where = f"{path}: image {node.get('id', '?')} ({name})"
@@ -68,7 +72,7 @@ def read_cvat(path: str | os.PathLike, classes=None, images_dir: str | os.PathLi
                 "category_name": label,
                 "where": shape_where,
             })
-        images.append({"file_name": file_name, "width": width, "height": height})
+        images.append({"file_name": file_name, "width": width, "height": height, "where": where})
     if not images:
         raise DataError(f"{path}: no <image> elements (a CVAT for video file? export 'CVAT for images 1.1')")
     if skipped:
@@ -98,20 +102,21 @@ def _geometry(shape: ET.Element, width: int, height: int, where: str) -> dict:
     if shape.tag == "polygon":
         try:
             points = np.array([[float(v) for v in p.split(",")] for p in shape.get("points", "").split(";")])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise DataError(f"{where}: points must be 'x1,y1;x2,y2;...'") from None
         if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
             raise DataError(f"{where}: a polygon needs at least 3 'x,y' points")
-        return polygon_fields([points], width, height)
+        return polygon_fields([points], width, height, where)
+    rotation = float(number(shape.get("rotation") or 0, "rotation", where))
     if shape.tag == "ellipse":
-        theta = math.radians(float(shape.get("rotation") or 0))
-        return polygon_fields([ellipse_polygon(value("cx"), value("cy"), value("rx"), value("ry"), theta)], width, height)
+        outline = ellipse_polygon(value("cx"), value("cy"), value("rx"), value("ry"), math.radians(rotation))
+        return polygon_fields([outline], width, height, where, "ellipse")
     x0, y0, x1, y1 = (value(k) for k in ("xtl", "ytl", "xbr", "ybr"))
-    rotation = float(shape.get("rotation") or 0)
+    if x1 <= x0 or y1 <= y0:
+        raise DataError(f"{where}: box has {'xbr <= xtl' if x1 <= x0 else 'ybr <= ytl'}")
     if rotation:  # rotated about its centre: a polygon
         corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) - [(x0 + x1) / 2, (y0 + y1) / 2]
         c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
-        return polygon_fields([corners @ np.array([[c, s], [-s, c]]) + [(x0 + x1) / 2, (y0 + y1) / 2]], width, height)
-    if x1 <= x0 or y1 <= y0:
-        raise DataError(f"{where}: box has {'xbr <= xtl' if x1 <= x0 else 'ybr <= ytl'}")
-    return {"bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0)}
+        return polygon_fields([corners @ np.array([[c, s], [-s, c]]) + [(x0 + x1) / 2, (y0 + y1) / 2]], width, height,
+                              where, "rotated box")
+    return box_fields(x0, y0, x1, y1, width, height, where)

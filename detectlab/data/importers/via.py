@@ -17,7 +17,6 @@ the files. Errors name the file, the image key and the region (numbered from 0, 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from detectlab.data.importers import coco_dict, ellipse_polygon, image_size, polygon_fields, register_loader
 from detectlab.errors import DataError
-from detectlab.utils import log
+from detectlab.utils import log, read_json
 
 FALLBACK_CLASS = "object"
 SHAPE_FIELDS = {
@@ -67,17 +66,17 @@ def read_via(
             region_where = f"{where} region {index}"
             if not isinstance(region, dict):
                 raise DataError(f"{region_where}: expected an object with shape_attributes")
-            polygon = _polygon(region.get("shape_attributes"), region_where)
+            polygon, kind = _polygon(region.get("shape_attributes"), region_where)
             name = _class_name(region.get("region_attributes"), class_attribute, default_class, region_where)
             fallbacks += name is None
             annotations.append({
-                **polygon_fields([polygon], width, height),
+                **polygon_fields([polygon], width, height, region_where, kind),
                 "iscrowd": 0,
                 "image_index": len(images),
                 "category_name": name or FALLBACK_CLASS,
                 "where": region_where,
             })
-        images.append({"file_name": file_name, "width": width, "height": height})
+        images.append({"file_name": file_name, "width": width, "height": height, "where": where})
     if fallbacks:
         log.warning("%s: %d regions without a class became '%s' (pass --default-class NAME to choose)",
                     path, fallbacks, FALLBACK_CLASS)
@@ -90,11 +89,7 @@ load_via = register_loader("via", read_via)
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = read_json(path, DataError)
     if isinstance(data, dict) and isinstance(data.get("_via_img_metadata"), dict):
         data = data["_via_img_metadata"]  # a VIA 2 project file
     if not isinstance(data, dict):
@@ -102,12 +97,12 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _polygon(shape, where: str) -> np.ndarray:
-    """The region's outline as ``(P, 2) float64`` x, y points."""
+def _polygon(shape, where: str) -> tuple[np.ndarray, str]:
+    """The region's outline as ``(P, 2) float64`` x, y points, and the shape's name."""
     if not isinstance(shape, dict):
         raise DataError(f"{where}: missing shape_attributes")
     name = shape.get("name")
-    if name not in SHAPE_FIELDS:
+    if not isinstance(name, str) or name not in SHAPE_FIELDS:
         raise DataError(f"{where}: unsupported shape {name!r} (expected one of: {', '.join(SHAPE_FIELDS)})")
     values = {}
     for field in SHAPE_FIELDS[name] + (("theta",) if name == "ellipse" else ()):
@@ -115,7 +110,7 @@ def _polygon(shape, where: str) -> np.ndarray:
             values[field] = np.asarray(shape.get(field, 0) if field == "theta" else shape[field], np.float64)
         except KeyError:
             raise DataError(f"{where}: {name} without '{field}'") from None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{where}: {name} '{field}' must be numeric") from None
         if not np.isfinite(values[field]).all():
             raise DataError(f"{where}: {name} '{field}' must be finite")
@@ -125,15 +120,15 @@ def _polygon(shape, where: str) -> np.ndarray:
             raise DataError(f"{where}: polygon all_points_x and all_points_y differ in length")
         if len(xs) < 3:
             raise DataError(f"{where}: polygon has {len(xs)} points (needs at least 3)")
-        return np.stack([xs, ys], axis=1)
+        return np.stack([xs, ys], axis=1), name
     if any(v.ndim for v in values.values()):
         raise DataError(f"{where}: {name} fields must be single numbers")
     if name == "rect":
         x, y, w, h = (values[k] for k in SHAPE_FIELDS["rect"])
-        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]), name
     cx, cy = values["cx"], values["cy"]
     rx, ry = (values["r"], values["r"]) if name == "circle" else (values["rx"], values["ry"])
-    return ellipse_polygon(cx, cy, rx, ry, float(values.get("theta", 0.0)))
+    return ellipse_polygon(cx, cy, rx, ry, float(values.get("theta", 0.0))), name
 
 
 def _class_name(attributes, class_attribute: str | None, default_class: str | None, where: str) -> str | None:

@@ -21,10 +21,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from detectlab.data.importers import IMAGE_SUFFIXES, coco_dict, image_size, number, parse_xml, register_loader
+from detectlab.data.importers import IMAGE_SUFFIXES, box_fields, coco_dict, image_size, number, parse_xml, register_loader
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
-from detectlab.utils import log
+from detectlab.utils import log, read_text
 
 SPLITS = ("train", "val", "trainval", "test")
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -92,7 +92,7 @@ def _annotation_files(root: Path, annotations_dir: Path, split: str | None) -> l
     if not split_file.is_file():
         raise DataError(f"{split_file}: split file not found (without split files, split with --val-ratio)")
     files = []
-    for lineno, line in enumerate(split_file.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(split_file, DataError).splitlines(), 1):
         if not line.strip():
             continue
         image_id = line.split()[0]
@@ -119,14 +119,13 @@ def _parse(xml_path: Path, image_root: Path) -> tuple[dict, list[dict], tuple[in
         x1, y1, x2, y2 = (_number(obj, f"bndbox/{key}", where) for key in CORNERS)
         difficult = _number(obj, "difficult", where, default=0.0)
         objects.append({
-            "bbox": [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1],
-            "area": (x2 - x1 + 1) * (y2 - y1 + 1),
+            **box_fields(x1 - 1, y1 - 1, x2, y2, width, height, where),
             "iscrowd": 0,
             "difficult": int(difficult != 0),
             "category_name": name,
             "where": where,
         })
-    image = {"file_name": file_name, "width": width, "height": height}
+    image = {"file_name": file_name, "width": width, "height": height, "where": str(xml_path)}
     return image, objects, declared if all(declared) else None
 
 

@@ -31,7 +31,8 @@ from detectlab.data.importers import (
 from detectlab.data.class_names import names_from_yaml_value
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
-from detectlab.utils import log
+from detectlab.outputs import same_file
+from detectlab.utils import log, read_text, read_yaml
 
 NAME_FILES = ("classes.txt", "obj.names")
 
@@ -93,7 +94,15 @@ def label_file(image_path: Path) -> Path:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The images under ``folder``; files with a label but in a format OpenCV does not read
+    here (``.gif``, ...) are left out with their labels, counted in the log."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    unreadable = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + (".txt",) and label_file(p).is_file()]
+    if unreadable:
+        names = ", ".join(p.name for p in unreadable[:3]) + (", ..." if len(unreadable) > 3 else "")
+        log.warning("%s: skipped %d images in formats detectlab does not read, with their labels (%s); "
+                    "convert them to one of %s", folder, len(unreadable), names, ", ".join(IMAGE_SUFFIXES))
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _from_folder(image_folder: Path, root: Path, split: str | None) -> tuple[list[Path], list[str] | None]:
@@ -106,14 +115,12 @@ def _from_folder(image_folder: Path, root: Path, split: str | None) -> tuple[lis
     names = None
     for name_file in NAME_FILES:
         if (root / name_file).is_file():
-            names = [line.strip() for line in (root / name_file).read_text().splitlines() if line.strip()]
+            names = [line.strip() for line in read_text(root / name_file, DataError).splitlines() if line.strip()]
             break
     return _images_in(image_folder), names
 
 
 def _from_yaml(path: Path, split: str) -> tuple[list[Path], list[str]]:
-    from detectlab.utils import read_yaml
-
     spec = read_yaml(path, DataError)
     if not isinstance(spec, dict):
         raise DataError(f"{path}: expected a mapping with names and {split}")
@@ -137,7 +144,7 @@ def _list_file(path: Path) -> list[Path]:
     """Image paths listed one per line; relative ones are relative to the list file's folder,
     else to the current folder (Darknet's ``data/obj/x.jpg`` lines)."""
     images = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, DataError).splitlines(), 1):
         if not line.strip():
             continue
         candidates = [(path.parent / line.strip()).resolve(), Path(line.strip()).resolve()]
@@ -151,7 +158,7 @@ def _list_file(path: Path) -> list[Path]:
 def _read_labels(path: Path, names: list[str] | None, width: int, height: int) -> list[dict]:
     """The objects of a label file: COCO fields plus ``class_id``."""
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path, DataError).splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
@@ -175,7 +182,7 @@ def _read_labels(path: Path, names: list[str] | None, width: int, height: int) -
             x, y, bw, bh = (cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height
             entry = {"bbox": [round(float(v), 3) for v in (x, y, bw, bh)], "area": round(float(bw * bh), 3)}
         else:
-            entry = polygon_fields([values.reshape(-1, 2) * scale], width, height)
+            entry = polygon_fields([values.reshape(-1, 2) * scale], width, height, where, "segment")
         out.append({**entry, "iscrowd": 0, "class_id": class_id, "where": where})
     return out
 
@@ -200,9 +207,12 @@ def write_yolo(dataset: DetectionDataset, out_dir: str | os.PathLike, split: str
             raise DataError(f"{record.path}: same file name as {seen[name]} (YOLO needs one folder per split)")
         seen[name] = record.path
         target = image_dir / name
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        _place(Path(record.path).resolve(), target, copy_images)
+        if same_file(target, record.path):
+            pass  # the output folder is where the image already is: never replace an input
+        else:
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            _place(Path(record.path).resolve(), target, copy_images)
         lines = []
         for k in range(record.num_instances):
             if record.iscrowd[k]:
@@ -213,7 +223,9 @@ def write_yolo(dataset: DetectionDataset, out_dir: str | os.PathLike, split: str
     if crowd:
         log.warning("%s: left out %d crowd regions (YOLO txt has no crowd flag)", out_dir, crowd)
     yaml_path = out_dir / "data.yaml"
-    spec = yaml.safe_load(yaml_path.read_text()) if yaml_path.is_file() else {}
+    spec = read_yaml(yaml_path, DataError) if yaml_path.is_file() else {}
+    if not isinstance(spec, dict):
+        raise DataError(f"{yaml_path}: expected a mapping (an Ultralytics data.yaml) to add the '{split}' split to")
     spec.update({"path": ".", split: f"images/{split}", "names": dict(enumerate(dataset.class_names))})
     yaml_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return yaml_path

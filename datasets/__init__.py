@@ -1,0 +1,1 @@
+"""Dataset programs (convert, split, shapes); installed as ``detectlab.datasets`` for the ``detectlab`` command."""
