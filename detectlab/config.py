@@ -139,17 +139,50 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The learning rate within each stage, set every step (see
+    ``detectlab.training.optimizers.WarmupDecay``): a linear warm-up from 0 to the stage's
+    rate, then ``decay`` to ``final_lr_fraction`` of it at the stage's last step."""
+
+    # warm-up length: max(warmup_epochs x steps per epoch, warmup_steps) steps (Ultralytics:
+    # warmup_epochs 3 with at least 100 steps)
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    # biases (and batch-norm betas) warm up from this rate down to the stage's, as YOLOv5
+    # does (0.1 with SGD); 0: they warm up like the weights
+    warmup_bias_lr: float = 0.0
+    decay: Literal["constant", "cosine", "linear"] = "constant"
+    final_lr_fraction: float = 0.0  # rate at the stage's end / the stage's rate (Ultralytics lrf: 0.01)
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the weights (``detectlab.training.ema``), used for
+    validation, ``val_AP``, the checkpoints and export: after every step
+    ``ema = d * ema + (1 - d) * weights`` with ``d = decay * (1 - exp(-steps / ramp_steps))``."""
+
+    decay: float = 0.9999
+    ramp_steps: float = 2000.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     steps_per_epoch: int | None = None  # None: one pass over the training data
     validation_steps: int | None = None  # None: the whole validation split
     batch_size: int = 8
     lr: float = 1e-3
-    optimizer: Literal["adam", "sgd"] = "adam"
+    # "auto" (Ultralytics' rule): runs of at most 10,000 steps train with Adam at
+    # 0.002 * 5 / (4 + classes), longer ones with SGD at 0.01, momentum 0.937; stage rates keep
+    # their ratio to train.lr. With weight_decay, Adam is AdamW.
+    optimizer: Literal["auto", "adam", "sgd"] = "adam"
     momentum: float = 0.9  # SGD only
+    # decoupled weight decay (w -= lr * weight_decay * w each step; Keras' AdamW/SGD rule),
+    # never on biases or normalisation parameters; 0: none (the models' own L2 terms still apply)
+    weight_decay: float = 0.0
     clipnorm: float | None = None
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0  # linear warm-up from 0 to the stage's rate
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EmaConfig | None = None  # null: no weight averaging
     layers: str = "all"  # used when `stages` is empty
     stages: list[StageConfig] = field(default_factory=list)
     reduce_lr_on_plateau: PlateauConfig | None = None
@@ -363,10 +396,12 @@ RANGES = {
     "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
     "augment.saturation": _at_least(1), "augment.value": _at_least(1),
-    "loss.weights": ((lambda v: not v < 0), "0 or more"),  # NaN passes: it is how tests trip the NaN guard
-    "loss.label_smoothing": _FRACTION,
+    "loss.weights": ((lambda v: not v < 0), "0 or more"), "loss.label_smoothing": _FRACTION,  # NaN passes: it is how tests trip the NaN guard
     "train.epochs": _ONE, "train.steps_per_epoch": _ONE, "train.validation_steps": _ONE, "train.batch_size": _ONE,
-    "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.warmup_steps": _at_least(0),
+    "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.weight_decay": _NOT_NEGATIVE,
+    "train.schedule.warmup_epochs": _NOT_NEGATIVE, "train.schedule.warmup_steps": _at_least(0),
+    "train.schedule.warmup_bias_lr": _NOT_NEGATIVE, "train.schedule.final_lr_fraction": _UNIT,
+    "train.ema.decay": _FRACTION, "train.ema.ramp_steps": _POSITIVE,
     "train.stages.epochs": _ONE, "train.stages.lr": _POSITIVE,
     "train.reduce_lr_on_plateau.factor": ((lambda v: 0 < v < 1), "in (0, 1)"),
     "train.reduce_lr_on_plateau.patience": _at_least(0), "train.reduce_lr_on_plateau.min_lr": _NOT_NEGATIVE,
@@ -410,6 +445,10 @@ def _families() -> list[str]:
 
 # ----------------------------------------------------------------------------- typing
 
+# keys of earlier recipes -> where the value lives now
+MOVED = {"train.lr_schedule": "train.schedule.decay", "train.warmup_steps": "train.schedule.warmup_steps"}
+
+
 
 def _build(cls: type, data: Any, source: str, prefix: str, overrides: dict | None = None) -> Any:
     where = prefix.rstrip(".") or "top level"
@@ -420,6 +459,8 @@ def _build(cls: type, data: Any, source: str, prefix: str, overrides: dict | Non
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
+        if f"{prefix}{key}" in MOVED:
+            raise ConfigError(f"{source}: {prefix}{key}: moved to {MOVED[f'{prefix}{key}']}")
         close = difflib.get_close_matches(str(key), list(fields), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(fields)}"
         raise ConfigError(f"{source}: {prefix}{key}: unknown key{hint}")

@@ -199,7 +199,10 @@ class AlternatingTrainer:
                 log.warning("epoch %d: %d batches had no usable ROI (classifier step skipped)", epoch + 1,
                             int(epoch_logs["skipped_classifier_batches"]))
             if validation_data is not None and not model.stop_training:
-                epoch_logs.update({f"val_{k}": v for k, v in self.evaluate(validation_data).items()})
+                callback_list.on_test_begin()  # as fit does (e.g. the weight EMA swaps its average in)
+                val_logs = self.evaluate(validation_data)
+                callback_list.on_test_end(val_logs)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break

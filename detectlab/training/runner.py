@@ -29,8 +29,9 @@ from detectlab.training.callbacks import (
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
+from detectlab.training.ema import WeightEMA, raw_weights_path
 from detectlab.training.monitors import logged_names, resolve_monitors
-from detectlab.training.optimizers import make_optimizer
+from detectlab.training.optimizers import OptimizerChoice, choose_optimizer, make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
@@ -84,6 +85,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
     guard = NonFiniteLossGuard(tuple(model.loss_names) + ("loss",))
+    ema = WeightEMA(cfg.train.ema.decay, cfg.train.ema.ramp_steps) if cfg.train.ema else None
+    choice = choose_optimizer(cfg.train, num_classes, cfg.total_epochs() * len(train_gen))
     evaluation = CocoEvaluation(cfg, val_set, family.with_masks, workdir / "logs") if val_set is not None else None
     monitors = resolve_monitors(cfg, logged_names(model, trainer, val_gen is not None, evaluation.names() if evaluation else ()), val_gen is not None)
     history: dict = {}
@@ -101,15 +104,16 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
         with strategy.scope():
-            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), cfg.train.jit_compile)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps, len(train_gen), choice),
+                            cfg.train.jit_compile)
         if not restored:
-            _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
+            _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy, ema=ema)
             restored = True
             if initial > start:
-                _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr)
+                _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr, choice)
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
-                                   evaluation, monitors)
+                                   evaluation, monitors, ema)
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -157,9 +161,11 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
 
 
 def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
-                   evaluation: CocoEvaluation | None, monitors) -> list:
+                   evaluation: CocoEvaluation | None, monitors, ema: WeightEMA | None = None) -> list:
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
+    if ema is not None:
+        callbacks.append(ema)  # on every worker, before what evaluates or saves the average
     if not chief:
         return callbacks
     if evaluation is not None and evaluation.interval:
@@ -174,7 +180,8 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
     callbacks += [
         tensorboard,
         CsvLogger(str(csv), append=True, later=evaluation.names() if evaluation else ()),
-        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage}, monitors.checkpoint.mode),
+        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage},
+                         monitors.checkpoint.mode, ema),
     ]
     if monitors.plateau is not None:
         p, m = t.reduce_lr_on_plateau, monitors.plateau
@@ -203,29 +210,42 @@ def _saved_stage_lrs(workdir: Path) -> list[float] | None:
         return None
 
 
-def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, index: int, lr: float) -> None:
+def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, index: int, lr: float,
+                      choice: OptimizerChoice) -> None:
     """Resuming mid-stage restores the optimizer's rate; a rate changed since (``--resume
     --lr X``) replaces it, and the log says so."""
     old = previous_lrs[index] if previous_lrs and index < len(previous_lrs) else None
     if old is None or old == lr:
         return
-    if cfg.train.lr_schedule == "constant" and not cfg.train.warmup_steps:
-        model.optimizer.learning_rate = lr  # a schedule is rebuilt from the new rate already
+    if not isinstance(model.optimizer.learning_rate, keras.optimizers.schedules.LearningRateSchedule) and \
+            cfg.train.schedule.decay == "constant" and not (cfg.train.schedule.warmup_steps or cfg.train.schedule.warmup_epochs):
+        model.optimizer.learning_rate = lr * choice.rate_scale  # a schedule is rebuilt from the new rate already
     log.info("learning rate changed on resume: %g (the run had %g)", lr, old)
 
 
-def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
-    """Resume: weights always; optimizer state too when the stage was interrupted."""
+def _restore(model, checkpoint: Path, mid_stage: bool, strategy, ema: WeightEMA | None = None) -> None:
+    """Resume: weights always; optimizer state too when the stage was interrupted; with
+    ``ema``, the checkpoint's weights are the average and its ``.raw.npz`` the training weights."""
     if not checkpoint.is_file():
         raise WeightsError(f"{checkpoint}: checkpoint named in state.json is missing")
     if not mid_stage:
         assign(model, read_keras_archive(checkpoint), str(checkpoint))
         log.info("resumed weights from %s (new stage: fresh optimizer)", checkpoint)
+    else:
+        if not getattr(model.optimizer, "built", True):
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(checkpoint))
+        if int(model.optimizer.iterations.numpy()) == 0:
+            raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
+        log.info("resumed weights and optimizer state (step %d) from %s", int(model.optimizer.iterations.numpy()), checkpoint)
+    raw = raw_weights_path(checkpoint)
+    if ema is None:
+        if raw.is_file():
+            log.info("train.ema is off: training on from the averaged weights of %s", checkpoint)
         return
-    if not getattr(model.optimizer, "built", True):
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-    model.load_weights(str(checkpoint))
-    if int(model.optimizer.iterations.numpy()) == 0:
-        raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
-    log.info("resumed weights and optimizer state (step %d) from %s", int(model.optimizer.iterations.numpy()), checkpoint)
+    ema.attach(model)
+    if raw.is_file():
+        weights, updates = WeightEMA.read_raw(raw)
+        ema.restore(weights, updates)
+        log.info("weight EMA restored (%d updates); training weights from %s", updates, raw)
