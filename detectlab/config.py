@@ -84,6 +84,19 @@ class AugmentConfig:
     hue: float = 0.1  # hue shift, fraction of the colour circle
     saturation: float = 1.5  # saturation scaled within [1/s, s]
     value: float = 1.5  # brightness scaled within [1/v, v]
+    # The small-data parts (Ultralytics / YOLOv5; detectlab.data.mosaic). With any of mosaic,
+    # mixup, degrees, translate set, a sample is a letterboxed image or a 4-image mosaic that
+    # takes a random affine (rotation, `scale` as the longer side relative to the input,
+    # translation) instead of the jitter/scale/placement above; flip and colour follow.
+    mosaic: float = 0.0  # probability of a 4-image mosaic (each image still an anchor once per epoch)
+    mixup: float = 0.0  # probability of blending with a second mosaic (ratio ~ Beta(32, 32))
+    degrees: float = 0.0  # rotation within +-degrees
+    translate: float = 0.0  # shift within +-translate x the input size
+    close_mosaic_epochs: int = 0  # the run's last N epochs without mosaic and mixup
+
+    def composes(self) -> bool:
+        """Whether samples go through the mosaic / affine step (:mod:`detectlab.data.mosaic`)."""
+        return self.enabled and bool(self.mosaic or self.mixup or self.degrees or self.translate)
 
 
 @dataclass
@@ -166,6 +179,15 @@ class EmaConfig:
 
 
 @dataclass
+class MultiScaleConfig:
+    """Multi-scale training (YOLO): every ``every`` batches the input size is drawn from
+    ``sizes`` (multiples of 32); validation and prediction stay at ``model.image_size``."""
+
+    sizes: list[int] = field(default_factory=list)
+    every: int = 10
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     steps_per_epoch: int | None = None  # None: one pass over the training data
@@ -183,6 +205,7 @@ class TrainConfig:
     clipnorm: float | None = None
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     ema: EmaConfig | None = None  # null: no weight averaging
+    multi_scale: MultiScaleConfig | None = None  # null: every batch at model.image_size
     layers: str = "all"  # used when `stages` is empty
     stages: list[StageConfig] = field(default_factory=list)
     reduce_lr_on_plateau: PlateauConfig | None = None
@@ -383,7 +406,7 @@ RANGES = {
     "model.num_classes": _ONE, "model.image_size": _ONE,
     # family fields (a family without the field is not affected)
     "model.width": _POSITIVE, "model.anchors": _POSITIVE, "model.anchor_masks": _at_least(0),
-    "model.ignore_thresh": _UNIT, "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
+    "model.ignore_thresh": _UNIT, "model.match_ratio": ((lambda v: v > 1), "greater than 1"), "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
     "model.anchor_scales": _POSITIVE, "model.anchor_ratios": _POSITIVE, "model.anchor_stride": _ONE,
     "model.rpn_positive_iou": _UNIT, "model.rpn_negative_iou": _UNIT, "model.rpn_samples": _ONE,
     "model.rpn_regr_std": _POSITIVE, "model.classifier_regr_std": _POSITIVE, "model.proposals_pre_nms": _ONE,
@@ -395,13 +418,16 @@ RANGES = {
     "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _at_least(32),
     "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
-    "augment.saturation": _at_least(1), "augment.value": _at_least(1),
+    "augment.saturation": _at_least(1), "augment.value": _at_least(1), "augment.mosaic": _UNIT, "augment.mixup": _UNIT,
+    "augment.degrees": ((lambda v: 0 <= v <= 180), "in [0, 180]"), "augment.translate": ((lambda v: 0 <= v <= 0.5), "in [0, 0.5]"),
+    "augment.close_mosaic_epochs": _at_least(0),
     "loss.weights": ((lambda v: not v < 0), "0 or more"), "loss.label_smoothing": _FRACTION,  # NaN passes: it is how tests trip the NaN guard
     "train.epochs": _ONE, "train.steps_per_epoch": _ONE, "train.validation_steps": _ONE, "train.batch_size": _ONE,
     "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.weight_decay": _NOT_NEGATIVE,
     "train.schedule.warmup_epochs": _NOT_NEGATIVE, "train.schedule.warmup_steps": _at_least(0),
     "train.schedule.warmup_bias_lr": _NOT_NEGATIVE, "train.schedule.final_lr_fraction": _UNIT,
-    "train.ema.decay": _FRACTION, "train.ema.ramp_steps": _POSITIVE,
+    "train.ema.decay": _FRACTION, "train.ema.ramp_steps": _POSITIVE, "train.multi_scale.sizes": _ONE,
+    "train.multi_scale.every": _ONE,
     "train.stages.epochs": _ONE, "train.stages.lr": _POSITIVE,
     "train.reduce_lr_on_plateau.factor": ((lambda v: 0 < v < 1), "in (0, 1)"),
     "train.reduce_lr_on_plateau.patience": _at_least(0), "train.reduce_lr_on_plateau.min_lr": _NOT_NEGATIVE,

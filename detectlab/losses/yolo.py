@@ -72,6 +72,16 @@ def yolo_class_loss(s: YoloScale) -> tf.Tensor:
     return tf.reduce_sum(s.object_mask * _bce(s.true_class, s.raw_class) * s.class_weights)
 
 
+@register_loss("yolo_iou_confidence_loss", FAMILY)
+def yolo_iou_confidence_loss(s: YoloScale) -> tf.Tensor:
+    """``yolo_confidence_loss`` whose target on assigned cells is the IoU of the predicted box
+    with its ground truth (held constant, at least 0) instead of 1, as YOLOv5 does: the score
+    then ranks boxes by how well they fit."""
+    fit = tf.stop_gradient(tf.maximum(iou_family(s.pred_box, s.true_box, "iou"), 0.0))[..., None]
+    bce = _bce(s.object_mask * fit, s.raw_conf)
+    return tf.reduce_sum(s.object_mask * bce + (1.0 - s.object_mask) * bce * s.ignore_mask)
+
+
 def _iou_loss(s: YoloScale, kind: str) -> tf.Tensor:
     return tf.reduce_sum(s.object_mask[..., 0] * (1.0 - iou_family(s.pred_box, s.true_box, kind)))
 

@@ -30,6 +30,8 @@ def render_grids(cfg: Config, out: Path, num: int, columns: int, augment: bool) 
 
     dataset = load_split(cfg, "train", out)
     family = MODELS.get(cfg.model.family)
+    if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
+        cfg = family.fit_anchors(cfg, dataset, report=False)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=0, distribute="none"))
     train_gen, letterboxed = make_generators(cfg, family, dataset, dataset, dataset.num_classes)
     batches = train_gen if augment else letterboxed
@@ -96,6 +98,9 @@ def dataset_stats(cfg: Config, out: Path) -> list[Path]:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     dataset = load_split(cfg, "train", out)
+    family = MODELS.get(cfg.model.family)
+    if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
+        cfg = family.fit_anchors(cfg, dataset, report=False)
     size = cfg.model.image_size
     shapes = box_shapes(dataset, size)
     anchors = anchor_shapes(cfg.model)

@@ -20,6 +20,7 @@ import keras
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
+from detectlab.data.mosaic import MosaicAugment
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
@@ -54,6 +55,8 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     family.check(cfg.model)
     trainer = trainer_for(family)
     trainer.check(cfg)
+    if cfg.train.multi_scale is not None:
+        check_multi_scale(cfg, family)
     family.model_class.loss_settings(cfg.loss)  # terms and weights checked before the data loads
     checkpoints = workdir / "checkpoints"
     state = read_state(checkpoints) if resume else None
@@ -70,18 +73,28 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     num_classes = resolve_num_classes(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=num_classes))
     previous_lrs = _saved_stage_lrs(workdir) if resume else None
-    if chief:
-        cfg.save(workdir / "config.yaml")
     class_weights = resolve_class_weights(cfg.loss.class_weights, train_set)
 
+    recipe = cfg
+    if family.fit_anchors is not None:  # as if the outputs start fresh; checked again once weights are in
+        cfg = family.fit_anchors(recipe, train_set, report=False)
     with strategy.scope():
         model = family.build(cfg, num_classes, class_weights, (train_set.class_names, train_set.category_ids))
     if cfg.model.backbone_weights and state is None:
         report = load_backbone_weights(model, cfg.model)
         log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
+    loaded = []
     if weights and state is None:
         report = load_weights(model, weights, exclude)
+        loaded = report.loaded
         log.info("weights from %s: %s", weights, report.summary())
+    if family.fit_anchors is not None:
+        fitted = family.fit_anchors(recipe, train_set, loaded, report=chief)
+        if fitted.model.anchors != cfg.model.anchors:
+            model.set_anchors(fitted.model.anchors)
+        cfg = fitted
+    if chief:
+        cfg.save(workdir / "config.yaml")  # with the anchors resolved
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
     guard = NonFiniteLossGuard(tuple(model.loss_names) + ("loss",))
@@ -147,9 +160,18 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
     )
     cluster = cluster or Cluster.from_environment()
     shards = dict(num_shards=cluster.workers, shard_index=cluster.index) if t.distribute == "multi_worker" else {}
+    composer = MosaicAugment(cfg.augment, len(train_set)) if cfg.augment.composes() else None
+    scales = None
+    if t.multi_scale is not None:
+        check_multi_scale(cfg, family)
+        scales = {s: (build_pipeline(s, cfg.augment, geometry=composer is None), family.make_encoder(
+            dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=s)), num_classes))
+            for s in t.multi_scale.sizes}
     train_gen = DetectionBatches(
-        train_set, build_pipeline(size, cfg.augment), encoder, t.batch_size,
+        train_set, build_pipeline(size, cfg.augment, geometry=composer is None), encoder, t.batch_size,
         shuffle=True, seed=t.seed, steps_per_epoch=t.steps_per_epoch, with_masks=family.with_masks, **shards, **common,
+        composer=composer, image_size=size, mosaic_epochs=max(0, cfg.total_epochs() - cfg.augment.close_mosaic_epochs),
+        scales=scales, scale_every=t.multi_scale.every if t.multi_scale else 10,
     )
     val_gen = None
     if val_set is not None:
@@ -158,6 +180,17 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
             shuffle=False, seed=t.seed, with_masks=family.with_masks, **shards, **common,
         )
     return train_gen, val_gen
+
+
+def check_multi_scale(cfg: Config, family) -> None:
+    """``train.multi_scale`` needs a family that takes any input size, and sizes it takes."""
+    sizes = cfg.train.multi_scale.sizes
+    if not family.input_stride:
+        raise ConfigError(f"train.multi_scale: {family.name} is built for one input size (model.image_size); "
+                          "multi-scale training is for YOLO")
+    bad = [s for s in sizes if s % family.input_stride]
+    if len(set(sizes)) < 2 or bad:
+        raise ConfigError(f"train.multi_scale.sizes: expected two or more multiples of {family.input_stride}, got {sizes}")
 
 
 def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
