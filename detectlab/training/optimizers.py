@@ -144,12 +144,13 @@ class OptimizerChoice:
     name: str
     rate_scale: float = 1.0
     momentum: float = 0.9
+    bias_warmup: bool = True  # False: biases warm up like the weights (auto's Adam, as Ultralytics)
 
 
 def choose_optimizer(train: TrainConfig, num_classes: int, steps: int) -> OptimizerChoice:
     """``train.optimizer``; ``auto`` picks by the run's length in ``steps`` (all stages), as
-    Ultralytics does: at most 10,000 steps, Adam at ``0.002 * 5 / (4 + classes)``; more, SGD
-    at 0.01 with momentum 0.937. The choice is logged."""
+    Ultralytics does: at most 10,000 steps, Adam at ``0.002 * 5 / (4 + classes)`` (without
+    the higher bias warm-up rate); more, SGD at 0.01 with momentum 0.937. The choice is logged."""
     if train.optimizer != "auto":
         return OptimizerChoice(train.optimizer, 1.0, train.momentum)
     if steps > AUTO_MAX_ADAM_STEPS:
@@ -157,10 +158,12 @@ def choose_optimizer(train: TrainConfig, num_classes: int, steps: int) -> Optimi
         rate = AUTO_SGD_RATE
     else:
         rate = round(0.002 * 5 / (4 + num_classes), 6)
-        choice = OptimizerChoice("adam", rate / train.lr, train.momentum)
-    log.info("optimizer auto: %s at lr %g for a run of %d steps and %d classes (stage rates scaled by %g)%s",
+        choice = OptimizerChoice("adam", rate / train.lr, train.momentum, bias_warmup=False)
+    log.info("optimizer auto: %s at lr %g for a run of %d steps and %d classes (stage rates scaled by %g)%s%s",
              "SGD (momentum 0.937)" if choice.name == "sgd" else "Adam", rate, steps, num_classes, choice.rate_scale,
-             f", weight decay {train.weight_decay:g}" if train.weight_decay else "")
+             f", weight decay {train.weight_decay:g}" if train.weight_decay else "",
+             "; biases warm up like the weights (no higher bias rate with Adam)"
+             if not choice.bias_warmup and train.schedule.warmup_bias_lr else "")
     return choice
 
 
@@ -183,7 +186,8 @@ def make_optimizer(train: TrainConfig, lr: float, total_steps: int, steps_per_ep
         raise ConfigError("train.reduce_lr_on_plateau needs train.schedule.decay=constant and no warm-up")
     rate = lr * choice.rate_scale
     if scheduled:
-        rate = WarmupDecay(rate, total_steps, warmup, s.decay, s.final_lr_fraction, s.warmup_bias_lr)
+        rate = WarmupDecay(rate, total_steps, warmup, s.decay, s.final_lr_fraction,
+                           s.warmup_bias_lr if choice.bias_warmup else 0.0)
     kwargs = {"learning_rate": rate}
     if train.clipnorm:
         kwargs["clipnorm"] = train.clipnorm

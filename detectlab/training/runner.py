@@ -114,7 +114,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         initial = max(start, done)
         trained = model.set_trainable_layers(stage.layers)
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
-                 stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
+                 stage.name, initial + 1, end, stage.lr * choice.rate_scale, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
         with strategy.scope():
             trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps, len(train_gen), choice),
