@@ -168,11 +168,14 @@ def fit_yolo_anchors(cfg: Config, dataset, loaded_layers=(), report: bool = True
     k = anchor_count(m)
     if anchors == "auto":
         outputs = [n for n in loaded_layers if re.fullmatch(YoloV3.LAYER_PRESETS["outputs"], n)]
-        if outputs or len(sizes) < k:
+        if outputs or len(sizes) < len({i for mask in m.anchor_masks for i in mask}):
             anchors, how = reference_anchors(m), ("reference (the loaded output convolutions were trained with them)"
                                                  if outputs else f"reference (only {len(sizes)} training boxes)")
-        else:
-            anchors = [[round(float(w), 1), round(float(h), 1)] for w, h in kmeans_anchors(sizes, k, seed=cfg.train.seed)]
+        else:  # the anchors the masks use, by size; an unused slot keeps its reference anchor
+            used = sorted({i for mask in m.anchor_masks for i in mask})
+            anchors = (reference_anchors(m) + [[1.0, 1.0]] * k)[:k]
+            for i, (w, h) in zip(used, kmeans_anchors(sizes, len(used), seed=cfg.train.seed)):
+                anchors[i] = [round(float(w), 1), round(float(h), 1)]
             how = f"k-means on {len(sizes)} training boxes"
     if report and len(sizes):
         used = np.asarray(anchors, np.float64)[sorted({i for mask in m.anchor_masks for i in mask})]
