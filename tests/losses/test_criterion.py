@@ -50,3 +50,21 @@ def test_yolo_label_smoothing_moves_class_targets_to_1_minus_e_over_2():
     got = float(criterion(None, y, [tf.constant(raw)])["yolo_class_loss"])
     t, z = np.array([0.05, 0.95]), np.array([-1.0, 2.0])
     assert got == pytest.approx(np.sum(np.log1p(np.exp(z)) - t * z), rel=1e-5)
+
+
+def test_rcnn_classifier_label_smoothing():
+    from detectlab.losses.faster_rcnn import FasterRcnnTerms, class_loss_cls
+    from detectlab.losses.mask_rcnn import MaskRcnnTerms, mrcnn_class_loss
+
+    # Faster R-CNN: one real ROI of class 0 among K = 3 outputs, one padding row that stays out
+    y = np.array([[[1, 0, 0], [0, 0, 0]]], np.float32)
+    p = np.array([[[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]]], np.float32)
+    target = 0.9 * np.array([1, 0, 0]) + 0.1 / 3
+    got = class_loss_cls(FasterRcnnTerms(classes=y, class_probs=p, label_smoothing=0.1))
+    assert float(got) == pytest.approx(-np.sum(target * np.log([0.5, 0.25, 0.25])), rel=1e-5)
+    # Mask R-CNN: (1 - e) CE + e x the mean CE over the classes, on logits
+    logits = np.array([[[2.0, 0.0, -1.0]]], np.float32)
+    log_p = logits[0, 0] - np.log(np.exp(logits[0, 0]).sum())
+    got = mrcnn_class_loss(MaskRcnnTerms(target_class_ids=np.array([[0]]), class_logits=logits,
+                                         active_class_ids=np.ones((1, 3), np.float32), label_smoothing=0.2))
+    assert float(got) == pytest.approx(-(0.8 * log_p[0] + 0.2 * log_p.mean()), rel=1e-5)
