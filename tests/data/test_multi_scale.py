@@ -24,10 +24,11 @@ def test_sizes_change_every_n_batches_and_targets_follow(shapes_dir, tiny_cfg):
     assert [train_gen.size_of(i) for i in range(len(train_gen))] != sizes  # drawn again each epoch
 
 
-def test_yolo_trains_at_several_sizes(tmp_path, shapes_dir, tiny_cfg):
+def test_yolo_trains_at_several_sizes_on_mosaics(tmp_path, shapes_dir, tiny_cfg):
     (tmp_path / "shapes").symlink_to(shapes_dir)
     result = train(tiny_cfg("train.epochs=1", "train.steps_per_epoch=3", "train.multi_scale={sizes: [64, 96], every: 1}",
-                            "eval.after_training=false"), tmp_path)
+                            "augment.mosaic=1.0", "augment.mixup=0.5", "augment.degrees=5", "eval.after_training=false"),
+                   tmp_path)
     assert np.isfinite(result.history["loss"][-1]) and np.isfinite(result.history["val_loss"][-1])
 
 
