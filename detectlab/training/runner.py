@@ -250,8 +250,8 @@ def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, inde
     old = previous_lrs[index] if previous_lrs and index < len(previous_lrs) else None
     if old is None or old == lr:
         return
-    if not isinstance(model.optimizer.learning_rate, keras.optimizers.schedules.LearningRateSchedule) and \
-            cfg.train.schedule.decay == "constant" and not (cfg.train.schedule.warmup_steps or cfg.train.schedule.warmup_epochs):
+    schedule = cfg.train.schedule
+    if schedule.decay == "constant" and not (schedule.warmup_steps or schedule.warmup_epochs):
         model.optimizer.learning_rate = lr * choice.rate_scale  # a schedule is rebuilt from the new rate already
     log.info("learning rate changed on resume: %g (the run had %g)", lr, old)
 
