@@ -173,6 +173,21 @@ def warmup_steps(train: TrainConfig, steps_per_epoch: int) -> int:
     return max(int(round(s.warmup_epochs * steps_per_epoch)), int(s.warmup_steps))
 
 
+def describe_schedule(train: TrainConfig, lr: float, total_steps: int, steps_per_epoch: int = 1,
+                      choice: OptimizerChoice | None = None) -> str:
+    """One line: what the learning rate of a stage of ``total_steps`` steps at ``lr`` does
+    (the rate :func:`make_optimizer` builds, with ``choice``'s scale)."""
+    choice = choice or OptimizerChoice(train.optimizer if train.optimizer != "auto" else "adam", 1.0, train.momentum)
+    s, rate = train.schedule, lr * choice.rate_scale
+    warmup = warmup_steps(train, steps_per_epoch)
+    bias = s.warmup_bias_lr if choice.bias_warmup and warmup else 0.0
+    text = (f"linear warm-up from 0 over {warmup} steps" + (f" (biases from {bias:g})" if bias else "") + ", then ") if warmup else ""
+    if s.decay == "constant":
+        plateau = " (ReduceLROnPlateau may lower it)" if train.reduce_lr_on_plateau is not None else ""
+        return f"{text}constant {rate:g}{plateau}"
+    return f"{text}{s.decay} decay from {rate:g} to {rate * s.final_lr_fraction:g} over {max(1, total_steps - warmup)} steps"
+
+
 def make_optimizer(train: TrainConfig, lr: float, total_steps: int, steps_per_epoch: int = 1,
                    choice: OptimizerChoice | None = None) -> keras.optimizers.Optimizer:
     """The stage's optimizer (``choice``, default ``train.optimizer`` as given) at ``lr`` over

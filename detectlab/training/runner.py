@@ -32,7 +32,7 @@ from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
 from detectlab.training.ema import WeightEMA, raw_weights_path
 from detectlab.training.monitors import logged_names, resolve_monitors
-from detectlab.training.optimizers import OptimizerChoice, choose_optimizer, make_optimizer
+from detectlab.training.optimizers import OptimizerChoice, choose_optimizer, describe_schedule, make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
@@ -116,6 +116,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
                  stage.name, initial + 1, end, stage.lr * choice.rate_scale, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
+        log.info("learning rate: %s", describe_schedule(cfg.train, stage.lr, steps, len(train_gen), choice))
         with strategy.scope():
             trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps, len(train_gen), choice),
                             cfg.train.jit_compile)

@@ -1,6 +1,7 @@
 """train.schedule (warm-up + decay, biases from a higher rate), train.optimizer: auto and
 decoupled weight decay that spares biases and normalisation parameters."""
 
+import dataclasses
 import math
 
 import keras
@@ -9,7 +10,9 @@ import pytest
 
 from detectlab.config import load_config
 from detectlab.errors import ConfigError
-from detectlab.training.optimizers import FusedAdam, FusedSGD, WarmupDecay, choose_optimizer, make_optimizer, warmup_steps
+from detectlab.training.optimizers import (
+    FusedAdam, FusedSGD, WarmupDecay, choose_optimizer, describe_schedule, make_optimizer, warmup_steps,
+)
 from tests.conftest import INSTANT
 
 
@@ -87,3 +90,14 @@ def test_warmup_length_and_recipe_errors():
     plateau = load_config(INSTANT / "yolov3_tiny_instant.yaml", ["train.schedule.decay=cosine", "train.reduce_lr_on_plateau={}"])
     with pytest.raises(ConfigError, match="reduce_lr_on_plateau needs train.schedule.decay=constant"):
         make_optimizer(plateau.train, 0.001, 10)
+
+
+def test_the_schedule_is_described_in_one_line():
+    cfg = load_config(INSTANT / "yolov3_tiny_instant.yaml", [
+        "train.optimizer=sgd", "train.schedule={warmup_epochs: 2, warmup_bias_lr: 0.1, decay: cosine, final_lr_fraction: 0.01}"])
+    assert describe_schedule(cfg.train, 0.01, 100, steps_per_epoch=10) == \
+        "linear warm-up from 0 over 20 steps (biases from 0.1), then cosine decay from 0.01 to 0.0001 over 80 steps"
+    auto = choose_optimizer(dataclasses.replace(cfg.train, optimizer="auto"), num_classes=1, steps=100)  # Adam at 0.002
+    assert describe_schedule(cfg.train, cfg.train.lr, 100, 10, auto).startswith("linear warm-up from 0 over 20 steps, then cosine decay from 0.002 to 2e-05")
+    plateau = load_config(INSTANT / "yolov3_tiny_instant.yaml", ["train.reduce_lr_on_plateau={}"])
+    assert describe_schedule(plateau.train, 0.003, 50) == "constant 0.003 (ReduceLROnPlateau may lower it)"
