@@ -153,24 +153,28 @@ class DetectionBatches(keras.utils.PyDataset):
 
     def load_sample(self, index: int, seed: int | None, size: int | None = None) -> Sample:
         """Sample of record ``index`` augmented with ``seed``, at ``size`` (multi-scale) or the
-        generator's own size."""
+        generator's own size: the record as stored, or its composite (mosaic / affine), then
+        the pipeline."""
         record = self.dataset.records[index]
         pipeline = self.pipeline if size is None else self.scales[size][0]
-        if self.composer is not None:
-            return self._composed_sample(index, seed, pipeline, size or self.image_size)
-        image = self.dataset.load_image(index)
-        masks = self.dataset.load_masks(index) if self.with_masks else None
-        image, boxes, kept, masks, transform = apply_pipeline(pipeline, image, record.boxes, masks, seed)
+        if self.composer is None:
+            source = self.instances(index)
+        else:
+            mosaic_on = self.mosaic_epochs is None or self.epoch < self.mosaic_epochs
+            source = self.composer(self.instances, index, size or self.image_size, np.random.default_rng(seed), mosaic_on)
+        image, boxes, kept, masks, transform = apply_pipeline(pipeline, source.image, source.boxes, source.masks, seed)
         return Sample(
             image=image,
             boxes=boxes,
-            class_ids=record.class_ids[kept],
-            iscrowd=record.iscrowd[kept],
+            class_ids=source.class_ids[kept],
+            iscrowd=source.iscrowd[kept],
             masks=masks,
             image_id=record.image_id,
-            transform=transform,
-            original_size=(record.height, record.width),
+            # a composite has no map back to the record's pixels
+            transform=transform if self.composer is None else (1.0, 1.0, 0.0, 0.0),
+            original_size=(record.height, record.width) if self.composer is None else source.image.shape[:2],
             seed=seed,
+            dropped=source.dropped,
         )
 
     def instances(self, index: int) -> Instances:
@@ -178,24 +182,6 @@ class DetectionBatches(keras.utils.PyDataset):
         record = self.dataset.records[index]
         masks = self.dataset.load_masks(index) if self.with_masks else None
         return Instances(self.dataset.load_image(index), record.boxes, record.class_ids, record.iscrowd, masks)
-
-    def _composed_sample(self, index: int, seed: int | None, pipeline, size: int) -> Sample:
-        rng = np.random.default_rng(seed)
-        mosaic_on = self.mosaic_epochs is None or self.epoch < self.mosaic_epochs
-        c = self.composer(self.instances, index, size, rng, mosaic_on)
-        image, boxes, kept, masks, _ = apply_pipeline(pipeline, c.image, c.boxes, c.masks, seed)
-        return Sample(
-            image=image,
-            boxes=boxes,
-            class_ids=c.class_ids[kept],
-            iscrowd=c.iscrowd[kept],
-            masks=masks,
-            image_id=self.dataset.records[index].image_id,
-            transform=(1.0, 1.0, 0.0, 0.0),
-            original_size=c.image.shape[:2],
-            seed=seed,
-            dropped=c.dropped,
-        )
 
     def samples(self, index: int) -> list[Sample]:
         size = self.size_of(index)
