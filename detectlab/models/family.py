@@ -23,8 +23,10 @@ class ModelFamily:
     - ``with_masks``: whether training samples carry instance masks;
     - ``input_stride``: the model takes any square input size that is a multiple of it
       (multi-scale training); 0 when its input size is fixed at build time;
-    - ``fit_anchors(cfg, dataset, loaded_layers, report)``: the anchor check at training
-      start; returns ``cfg`` with concrete anchors (resolving ``model.anchors: auto``).
+    - ``fit_anchors(cfg, dataset, loaded_layers, report, stated)``: the anchor check at
+      training start; returns ``cfg`` with concrete anchors (resolving ``model.anchors: auto``;
+      ``stated``: the ``model`` values the weights file states, see
+      :class:`~detectlab.weights.formats.FileSettings`).
     """
 
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import keras
 import numpy as np
@@ -51,6 +51,10 @@ class YoloConfig(ModelConfig):
     width: float = 1.0  # channel multiplier (tests shrink it; 1.0 is the real network)
     darknet_blocks: list[int] = field(default_factory=lambda: [1, 2, 8, 8, 4])
     l2: float = 5e-4  # kernel L2 of every convolution (logged as l2_loss)
+
+    # what a weights file's network was trained as: taken from the file (a Darknet .cfg, a
+    # checkpoint) over the recipe's values (detectlab.models.loading.adopt_file_settings)
+    TRAINED_WITH: ClassVar[tuple[str, ...]] = ("backbone", "width", "darknet_blocks", "anchors", "anchor_masks")
 
 
 @keras.saving.register_keras_serializable(package="detectlab")
@@ -152,13 +156,14 @@ def anchor_count(m: YoloConfig) -> int:
     return max(i for mask in m.anchor_masks for i in mask) + 1
 
 
-def fit_yolo_anchors(cfg: Config, dataset, loaded_layers=(), report: bool = True) -> Config:
+def fit_yolo_anchors(cfg: Config, dataset, loaded_layers=(), report: bool = True, stated: dict | None = None) -> Config:
     """The anchor check at training start. ``model.anchors: auto`` becomes concrete anchors:
     k-means on the training boxes (letterboxed to ``image_size``) unless the output
-    convolutions were loaded (``loaded_layers``), which keep the reference anchors. With
-    ``report``, logs the anchors' fit: the best possible recall (AutoAnchor's rule, boxes
-    within 4x of an anchor in width and height) and, below 0.98, the command that computes
-    better ones."""
+    convolutions were loaded (``loaded_layers``), which keep the anchors they were trained
+    with: those the weights file states (``stated``, e.g. its Darknet ``.cfg``'s), else the
+    backbone's reference anchors. With ``report``, logs the anchors' fit: the best possible
+    recall (AutoAnchor's rule, boxes within 4x of an anchor in width and height) and, below
+    0.98, the command that computes better ones."""
     from detectlab.data.anchor_kmeans import BPR_THRESHOLD, best_possible_recall, box_sizes, kmeans_anchors, mean_best_iou
     from detectlab.utils import log
 
@@ -168,7 +173,10 @@ def fit_yolo_anchors(cfg: Config, dataset, loaded_layers=(), report: bool = True
     k = anchor_count(m)
     if anchors == "auto":
         outputs = [n for n in loaded_layers if re.fullmatch(YoloV3.LAYER_PRESETS["outputs"], n)]
-        if outputs or len(sizes) < len({i for mask in m.anchor_masks for i in mask}):
+        if outputs and (stated or {}).get("anchors"):
+            anchors, how = [list(map(float, a)) for a in stated["anchors"]], \
+                "the weights file's (the loaded output convolutions were trained with them)"
+        elif outputs or len(sizes) < len({i for mask in m.anchor_masks for i in mask}):
             anchors, how = reference_anchors(m), ("reference (the loaded output convolutions were trained with them)"
                                                  if outputs else f"reference (only {len(sizes)} training boxes)")
         else:  # the anchors the masks use, by size; an unused slot keeps its reference anchor

@@ -12,11 +12,13 @@ the stage was interrupted mid-way).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
+from detectlab.checkpoints import read_state
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
@@ -24,9 +26,10 @@ from detectlab.data.mosaic import MosaicAugment
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
+from detectlab.models.loading import adopt_file_settings
 from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
-    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
+    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, SmoothedPlateau, TensorBoardLogger,
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
@@ -36,8 +39,7 @@ from detectlab.training.optimizers import OptimizerChoice, choose_optimizer, des
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
-from detectlab.weights.formats import load_weights
-from detectlab.weights.imagenet import load_backbone_weights
+from detectlab.weights.formats import file_settings, load_backbone_weights, load_weights
 
 
 @dataclass
@@ -48,9 +50,20 @@ class TrainResult:
     metrics: dict | None = None
 
 
-def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None) -> TrainResult:
+def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None,
+          cfg_file=None) -> TrainResult:
+    """``weights``: the file to start from (its network settings, e.g. a Darknet ``.cfg``'s
+    anchors, replace the recipe's: :func:`detectlab.models.loading.adopt_file_settings`);
+    ``cfg_file``: a Darknet ``.weights`` file's ``.cfg`` when it is not beside it."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    checkpoints = workdir / "checkpoints"
+    state = read_state(checkpoints) if resume else None
+    if resume and state is None:
+        raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
+    stated = file_settings(weights, cfg_file) if weights and state is None else None
+    if stated is not None:  # a recipe's "auto" (model.anchors) is resolved below, knowing what loaded
+        cfg = adopt_file_settings(cfg, stated, training=True, keep_auto=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
     trainer = trainer_for(family)
@@ -58,10 +71,6 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     if cfg.train.multi_scale is not None:
         check_multi_scale(cfg, family)
     family.model_class.loss_settings(cfg.loss)  # terms and weights checked before the data loads
-    checkpoints = workdir / "checkpoints"
-    state = read_state(checkpoints) if resume else None
-    if resume and state is None:
-        raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
 
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
@@ -85,11 +94,11 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
     loaded = []
     if weights and state is None:
-        report = load_weights(model, weights, exclude)
+        report = load_weights(model, weights, exclude, cfg_file)
         loaded = report.loaded
         log.info("weights from %s: %s", weights, report.summary())
     if family.fit_anchors is not None:
-        fitted = family.fit_anchors(recipe, train_set, loaded, report=chief)
+        fitted = family.fit_anchors(recipe, train_set, loaded, report=chief, stated=stated.model if stated else None)
         if fitted.model.anchors != cfg.model.anchors:
             model.set_anchors(fitted.model.anchors)
         cfg = fitted
@@ -127,7 +136,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
                 _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr, choice)
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
-                                   evaluation, monitors, ema)
+                                   evaluation, monitors, (start, end), ema)
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -195,7 +204,11 @@ def check_multi_scale(cfg: Config, family) -> None:
 
 
 def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
-                   evaluation: CocoEvaluation | None, monitors, ema: WeightEMA | None = None) -> list:
+                   evaluation: CocoEvaluation | None, monitors, stage_epochs: tuple[int, int] = (0, 1),
+                   ema: WeightEMA | None = None) -> list:
+    """``stage_epochs``: the stage's ``(first, end)`` epoch indices (EarlyStopping waits for its
+    first ``min_stage_fraction``; the plateau's patience scales with its evaluations); ``ema``:
+    the run's :class:`WeightEMA` (placed before what evaluates or saves the average)."""
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
     if ema is not None:
@@ -217,12 +230,23 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
         AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage},
                          monitors.checkpoint.mode, ema),
     ]
+    first, end = stage_epochs
     if monitors.plateau is not None:
         p, m = t.reduce_lr_on_plateau, monitors.plateau
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=m.name, mode=m.mode, factor=p.factor, patience=p.patience, min_lr=p.min_lr, verbose=1))
+        coco = evaluation is not None and m.name in evaluation.names()  # logged every eval.interval epochs
+        evaluations = (end - first) // max(1, cfg.eval.interval) if coco else end - first
+        patience = max(p.patience, math.ceil(p.patience_fraction * evaluations))
+        callbacks.append(SmoothedPlateau(p.smoothing, monitor=m.name, mode=m.mode, factor=p.factor, patience=patience,
+                                         min_lr=p.min_lr, verbose=1))
+        log.info("ReduceLROnPlateau on %s%s: x%g after %d evaluations without improvement", m.name,
+                 f" (moving average, smoothing {p.smoothing:g})" if p.smoothing else "", p.factor, patience)
     if monitors.early_stopping is not None:
         e, m = t.early_stopping, monitors.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience, min_delta=e.min_delta, verbose=1))
+        wait = first + math.ceil(e.min_stage_fraction * (end - first))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience,
+                                                       min_delta=e.min_delta, start_from_epoch=wait, verbose=1))
+        log.info("EarlyStopping on %s: patience %d evaluations, counting from epoch %d (stage epochs %d-%d)",
+                 m.name, e.patience, wait + 1, first + 1, end)
     return callbacks
 
 

@@ -30,9 +30,26 @@ def test_poor_anchors_warn_with_the_kmeans_command_and_auto_refits(shapes_dir, t
     auto = fit_yolo_anchors(tiny_cfg("model.anchors=auto"), dataset)
     assert len(auto.model.anchors) == 6 and auto.model.anchors != "auto"
     assert "anchors (k-means on" in detectlab_log.messages[-1] and "best possible recall 1.000" in detectlab_log.messages[-1]
-    # output convolutions loaded from a file keep the anchors they were trained with
+    # output convolutions loaded from a file keep the anchors they were trained with: the file's
+    # (its Darknet .cfg, a checkpoint's), else the backbone's reference ones
     kept = fit_yolo_anchors(tiny_cfg("model.anchors=auto"), dataset, ["darknet_conv_0", "yolo_output_0"])
     assert kept.model.anchors == [list(map(float, a)) for a in TINY_ANCHORS]
+    stated = {"anchors": [[9, 9], [13, 13], [17, 17], [21, 21], [27, 27], [33, 33]]}
+    from_file = fit_yolo_anchors(tiny_cfg("model.anchors=auto"), dataset, ["yolo_output_0"], stated=stated)
+    assert from_file.model.anchors == [list(map(float, a)) for a in stated["anchors"]]
+    assert fit_yolo_anchors(tiny_cfg("model.anchors=auto"), dataset, ["darknet_conv_0"], stated=stated).model.anchors \
+        == auto.model.anchors  # fresh outputs: fitted to the data whatever the file says
+
+
+def test_a_file_does_not_replace_auto_anchors_when_training(tiny_cfg):
+    from detectlab.models.loading import adopt_file_settings
+    from detectlab.weights.formats import FileSettings
+
+    settings = FileSettings("yolov3-tiny.weights + yolov3-tiny.cfg", {"anchors": [[10, 14]] * 6, "anchor_masks": [[3, 4, 5], [1, 2, 3]]})
+    training = adopt_file_settings(tiny_cfg("model.anchors=auto"), settings, training=True, keep_auto=True)
+    assert training.model.anchors == "auto" and training.model.anchor_masks == [[3, 4, 5], [1, 2, 3]]
+    # predicting, evaluating, converting: the file's anchors
+    assert adopt_file_settings(tiny_cfg("model.anchors=auto"), settings).model.anchors == [[10, 14]] * 6
 
 
 def test_a_run_with_auto_anchors_saves_the_fitted_ones(tmp_path, shapes_dir, tiny_cfg):
