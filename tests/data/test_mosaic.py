@@ -107,3 +107,22 @@ def test_the_last_epochs_close_the_mosaic(shapes_dir, augment):
     for s in gen[0]:
         record = next(r for r in gen.dataset.records if r.image_id == s.image_id)
         assert len(s.boxes) <= record.num_instances  # one image, no MixUp
+
+
+def test_worker_processes_compose_the_same_samples_each_anchor_once(shapes_dir, augment):
+    import keras
+
+    def encoder(samples):  # the anchor's id and a fingerprint of the composed pixels and boxes
+        rows = [[s.image_id, float(s.image.astype(np.float64).mean()), float(np.sum(s.boxes))] for s in samples]
+        return np.array(rows, np.float32), np.zeros((len(rows), 1), np.float32)
+
+    def epoch(gen):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
+        return model.predict(gen, verbose=0)
+
+    dataset = load_coco(shapes_dir / "instances_train.json")
+    make = lambda **kw: DetectionBatches(dataset, build_pipeline(S, augment, geometry=False), encoder, 8, seed=3,  # noqa: E731
+                                         with_masks=True, composer=MosaicAugment(augment, len(dataset)), image_size=S, **kw)
+    parallel = epoch(make(workers=2, use_multiprocessing=True))
+    assert sorted(parallel[:, 0].astype(int)) == sorted(r.image_id for r in dataset.records)
+    np.testing.assert_allclose(parallel, epoch(make(workers=0)), rtol=1e-6)
