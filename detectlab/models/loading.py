@@ -42,7 +42,7 @@ def adopt_file_settings(cfg: Config, settings: FileSettings, training: bool = Fa
         current = getattr(m, key)
         if _same(current, value) or (keep_auto and current == "auto"):
             continue
-        if f"model.{key}" in cfg.set_by_user:
+        if f"model.{key}" in cfg.set_by_user and current != "auto":  # "auto" asks for a value, the file's fits
             if key == "image_size":
                 log.info("%s was trained at %s px; running at model.image_size %s as set", settings.source, value, current)
                 continue

@@ -48,12 +48,12 @@ def test_the_optimizer_applies_the_bias_rate_to_biases_and_betas_only():
     opt = FusedSGD(learning_rate=WarmupDecay(0.01, 100, warmup_steps=10, warmup_bias_rate=0.1), momentum=0.0)
     opt.build(model.trainable_variables)
     opt.apply_gradients([(np.ones(v.shape, np.float32), v) for v in model.trainable_variables])
-    after = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
+    after = {v.path.split("/")[-1]: keras.ops.convert_to_numpy(v) for v in model.trainable_variables}
     # step 0: weights rate 0, biases/betas 0.1
-    assert after["sequential/dense/kernel"] == pytest.approx(np.zeros((2, 1)))
-    assert after["sequential/dense/bias"] == pytest.approx([-0.1])
-    assert after["sequential/batch_normalization/beta"] == pytest.approx([-0.1])
-    assert after["sequential/batch_normalization/gamma"] == pytest.approx([1.0])
+    assert after["kernel"] == pytest.approx(np.zeros((2, 1)))
+    assert after["bias"] == pytest.approx([-0.1])
+    assert after["beta"] == pytest.approx([-0.1])
+    assert after["gamma"] == pytest.approx([1.0])
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
