@@ -86,19 +86,40 @@ class AugmentConfig:
     hue: float = 0.1  # hue shift, fraction of the colour circle
     saturation: float = 1.5  # saturation scaled within [1/s, s]
     value: float = 1.5  # brightness scaled within [1/v, v]
+    # The small-data parts (Ultralytics / YOLOv5; detectlab.data.mosaic). With any of mosaic,
+    # mixup, degrees, translate set, a sample is a letterboxed image or a 4-image mosaic that
+    # takes a random affine (rotation, `scale` as the longer side relative to the input,
+    # translation) instead of the jitter/scale/placement above; flip and colour follow.
+    mosaic: float = 0.0  # probability of a 4-image mosaic (each image still an anchor once per epoch)
+    mixup: float = 0.0  # probability of blending with a second mosaic (ratio ~ Beta(32, 32))
+    degrees: float = 0.0  # rotation within +-degrees
+    translate: float = 0.0  # shift within +-translate x the input size
+    close_mosaic_epochs: int = 0  # the run's last N epochs without mosaic and mixup
+
+    def composes(self) -> bool:
+        """Whether samples go through the mosaic / affine step (:mod:`detectlab.data.mosaic`)."""
+        return self.enabled and bool(self.mosaic or self.mixup or self.degrees or self.translate)
 
 
 @dataclass
 class LossConfig:
-    """Loss weights by registered name, and per-class weights for class terms.
+    """The loss terms (registered names in ``LOSSES``), their weights, and per-class weights
+    for class terms.
 
+    ``terms`` lists the family's terms (null: the reference's, e.g. ``yolo_xy_loss``,
+    ``yolo_wh_loss``, ``yolo_confidence_loss``, ``yolo_class_loss``). ``box`` swaps the box
+    terms for another box loss: ``giou``, ``diou`` or ``ciou`` (IoU family; YOLO and the
+    R-CNN box heads), or the reference's (``xywh`` for YOLO, ``smooth_l1`` for R-CNN).
     ``class_weights`` is null, ``balanced`` (inverse class frequency in the training
     data), a list with one weight per class, or a mapping class name -> weight
     (classes not named keep weight 1).
     """
 
+    terms: list[str] | None = None
+    box: str | None = None
     weights: dict[str, float] = field(default_factory=dict)
     class_weights: Any = None
+    label_smoothing: float = 0.0  # class targets smoothed by this amount (YOLO: 1 - e/2 and e/2)
 
 
 @dataclass
@@ -141,17 +162,60 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The learning rate within each stage, set every step (see
+    ``detectlab.training.optimizers.WarmupDecay``): a linear warm-up from 0 to the stage's
+    rate, then ``decay`` to ``final_lr_fraction`` of it at the stage's last step."""
+
+    # warm-up length: max(warmup_epochs x steps per epoch, warmup_steps) steps (Ultralytics:
+    # warmup_epochs 3 with at least 100 steps)
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    # biases (and batch-norm betas) warm up from this rate down to the stage's, as YOLOv5
+    # does (0.1 with SGD); 0: they warm up like the weights
+    warmup_bias_lr: float = 0.0
+    decay: Literal["constant", "cosine", "linear"] = "constant"
+    final_lr_fraction: float = 0.0  # rate at the stage's end / the stage's rate (Ultralytics lrf: 0.01)
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the weights (``detectlab.training.ema``), used for
+    validation, ``val_AP``, the checkpoints and export: after every step
+    ``ema = d * ema + (1 - d) * weights`` with ``d = decay * (1 - exp(-steps / ramp_steps))``."""
+
+    decay: float = 0.9999
+    ramp_steps: float = 2000.0
+
+
+@dataclass
+class MultiScaleConfig:
+    """Multi-scale training (YOLO): every ``every`` batches the input size is drawn from
+    ``sizes`` (multiples of 32); validation and prediction stay at ``model.image_size``."""
+
+    sizes: list[int] = field(default_factory=list)
+    every: int = 10
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     steps_per_epoch: int | None = None  # None: one pass over the training data
     validation_steps: int | None = None  # None: the whole validation split
     batch_size: int = 8
     lr: float = 1e-3
-    optimizer: Literal["adam", "sgd"] = "adam"
+    # "auto" (Ultralytics' rule): runs of at most 10,000 steps train with Adam at
+    # 0.002 * 5 / (4 + classes), longer ones with SGD at 0.01, momentum 0.937; stage rates keep
+    # their ratio to train.lr. With weight_decay, Adam is AdamW.
+    optimizer: Literal["auto", "adam", "sgd"] = "adam"
     momentum: float = 0.9  # SGD only
+    # decoupled weight decay (w -= lr * weight_decay * w each step; Keras' AdamW/SGD rule),
+    # never on biases or normalisation parameters; 0: none (the models' own L2 terms still apply)
+    weight_decay: float = 0.0
     clipnorm: float | None = None
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0  # linear warm-up from 0 to the stage's rate
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EmaConfig | None = None  # null: no weight averaging
+    multi_scale: MultiScaleConfig | None = None  # null: every batch at model.image_size
     layers: str = "all"  # used when `stages` is empty
     stages: list[StageConfig] = field(default_factory=list)
     reduce_lr_on_plateau: PlateauConfig | None = None
@@ -379,7 +443,7 @@ RANGES = {
     "model.num_classes": _ONE, "model.image_size": _between(1, MAX_IMAGE_SIZE, " pixels"),
     # family fields (a family without the field is not affected)
     "model.width": _POSITIVE, "model.anchors": _POSITIVE, "model.anchor_masks": _at_least(0),
-    "model.ignore_thresh": _UNIT, "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
+    "model.ignore_thresh": _UNIT, "model.match_ratio": ((lambda v: v > 1), "greater than 1"), "model.darknet_blocks": _ONE, "model.resnet_stages": _ONE,
     "model.anchor_scales": _POSITIVE, "model.anchor_ratios": _POSITIVE, "model.anchor_stride": _ONE,
     "model.rpn_positive_iou": _UNIT, "model.rpn_negative_iou": _UNIT, "model.rpn_samples": _ONE,
     "model.rpn_regr_std": _POSITIVE, "model.classifier_regr_std": _POSITIVE, "model.proposals_pre_nms": _ONE,
@@ -391,10 +455,16 @@ RANGES = {
     "data.shapes.train": _ONE, "data.shapes.val": _at_least(0), "data.shapes.size": _between(32, MAX_SHAPES_SIZE, " pixels"),
     "data.shapes.seed": _at_least(0), "data.max_boxes": _ONE, "data.val_fraction": _FRACTION,
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
-    "augment.saturation": _at_least(1), "augment.value": _at_least(1),
-    "loss.weights": ((lambda v: not v < 0), "0 or more"),  # NaN passes: it is how tests trip the NaN guard
+    "augment.saturation": _at_least(1), "augment.value": _at_least(1), "augment.mosaic": _UNIT, "augment.mixup": _UNIT,
+    "augment.degrees": ((lambda v: 0 <= v <= 180), "in [0, 180]"), "augment.translate": ((lambda v: 0 <= v <= 0.5), "in [0, 0.5]"),
+    "augment.close_mosaic_epochs": _at_least(0),
+    "loss.weights": ((lambda v: not v < 0), "0 or more"), "loss.label_smoothing": _FRACTION,  # NaN passes: it is how tests trip the NaN guard
     "train.epochs": _ONE, "train.steps_per_epoch": _ONE, "train.validation_steps": _ONE, "train.batch_size": _ONE,
-    "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.warmup_steps": _at_least(0),
+    "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.weight_decay": _NOT_NEGATIVE,
+    "train.schedule.warmup_epochs": _NOT_NEGATIVE, "train.schedule.warmup_steps": _at_least(0),
+    "train.schedule.warmup_bias_lr": _NOT_NEGATIVE, "train.schedule.final_lr_fraction": _UNIT,
+    "train.ema.decay": _FRACTION, "train.ema.ramp_steps": _POSITIVE, "train.multi_scale.sizes": _ONE,
+    "train.multi_scale.every": _ONE,
     "train.stages.epochs": _ONE, "train.stages.lr": _POSITIVE,
     "train.reduce_lr_on_plateau.factor": ((lambda v: 0 < v < 1), "in (0, 1)"),
     "train.reduce_lr_on_plateau.patience": _at_least(0), "train.reduce_lr_on_plateau.min_lr": _NOT_NEGATIVE,
@@ -440,6 +510,10 @@ def _families() -> list[str]:
 
 # ----------------------------------------------------------------------------- typing
 
+# keys of earlier recipes -> where the value lives now
+MOVED = {"train.lr_schedule": "train.schedule.decay", "train.warmup_steps": "train.schedule.warmup_steps"}
+
+
 
 def _build(cls: type, data: Any, source: str, prefix: str, overrides: dict | None = None) -> Any:
     where = prefix.rstrip(".") or "top level"
@@ -450,6 +524,8 @@ def _build(cls: type, data: Any, source: str, prefix: str, overrides: dict | Non
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
+        if f"{prefix}{key}" in MOVED:
+            raise ConfigError(f"{source}: {prefix}{key}: moved to {MOVED[f'{prefix}{key}']}")
         close = difflib.get_close_matches(str(key), list(fields), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(fields)}"
         raise ConfigError(f"{source}: {prefix}{key}: unknown key{hint}")

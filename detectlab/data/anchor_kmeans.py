@@ -1,4 +1,5 @@
-"""k-means anchor boxes (distance 1 - IoU of boxes sharing a centre), as in YOLOv2/v3."""
+"""k-means anchor boxes (distance 1 - IoU of boxes sharing a centre), as in YOLOv2/v3, and
+how well a set of anchors fits a dataset (best possible recall, as Ultralytics' AutoAnchor)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import numpy as np
 from detectlab.boxes import shape_iou
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
+
+# AutoAnchor's rule: a box is within reach of an anchor when neither its width nor its height
+# differs from the anchor's by more than this factor; anchors are fine when at least
+# BPR_THRESHOLD of the training boxes are within reach of one.
+ANCHOR_RATIO_LIMIT = 4.0
+BPR_THRESHOLD = 0.98
 
 
 def box_sizes(dataset: DetectionDataset, image_size: int) -> np.ndarray:
@@ -41,3 +48,13 @@ def kmeans_anchors(sizes: np.ndarray, k: int, seed: int = 0, iterations: int = 3
 
 def mean_best_iou(sizes: np.ndarray, anchors: np.ndarray) -> float:
     return float(shape_iou(sizes, anchors).max(1).mean())
+
+
+def best_possible_recall(sizes: np.ndarray, anchors: np.ndarray, ratio_limit: float = ANCHOR_RATIO_LIMIT) -> float:
+    """The share of boxes ``sizes (N, 2)`` w, h whose width and height are both within
+    ``ratio_limit`` times those of some anchor ``(K, 2)`` (1.0 for no boxes)."""
+    if not len(sizes):
+        return 1.0
+    ratio = np.asarray(sizes, np.float64)[:, None, :] / np.asarray(anchors, np.float64)[None]
+    fit = np.minimum(ratio, 1.0 / ratio).min(2).max(1)  # (N,) the best anchor's worse side
+    return float((fit > 1.0 / ratio_limit).mean())

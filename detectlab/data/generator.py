@@ -16,7 +16,16 @@ process would:
   so the workers see disjoint data and run the same number of steps; the up to ``n - 1``
   batches left over are different ones each epoch.
 
-The model family supplies ``encoder(samples) -> (inputs, targets)``.
+The model family supplies ``encoder(samples) -> (inputs, targets)``. With a ``composer``
+(:class:`~detectlab.data.mosaic.MosaicAugment`), each sample is first composed (mosaic,
+MixUp, random affine; the other images of a mosaic are drawn with the sample's own seed, so
+each image is still the anchor of exactly one sample per epoch) and ``pipeline`` adds flips
+and colour; mosaic and MixUp stop from epoch ``mosaic_epochs`` on (``augment.close_mosaic_epochs``).
+
+Multi-scale training (``scales``: input size -> ``(pipeline, encoder)``): every ``scale_every``
+batches the input size is drawn (seeded by seed, epoch and group) from the sizes. Batch 0 is
+a group of its own and batch 1 always takes another size than batch 0: Keras fixes its input
+signature from the first two batches, and two sizes there leave the image dimensions open.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from detectlab.data.mosaic import Instances, MosaicAugment
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import Sample, apply_pipeline
 
@@ -60,6 +70,11 @@ class DetectionBatches(keras.utils.PyDataset):
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
+        composer: MosaicAugment | None = None,
+        image_size: int | None = None,
+        mosaic_epochs: int | None = None,
+        scales: dict | None = None,
+        scale_every: int = 10,
     ):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         if len(dataset) == 0:
@@ -74,6 +89,12 @@ class DetectionBatches(keras.utils.PyDataset):
         self.with_masks = with_masks
         self.num_shards = int(num_shards)
         self.shard_index = int(shard_index)
+        self.composer, self.image_size, self.mosaic_epochs = composer, image_size, mosaic_epochs
+        if composer is not None and image_size is None:
+            raise ValueError("a composer needs the image_size it composes at")
+        self.scales, self.scale_every = scales, max(1, int(scale_every))
+        if scales is not None and len(scales) < 2:
+            raise ValueError("multi-scale training needs at least two sizes")
         self.epoch = 0
         if len(self) == 0:
             raise ValueError(f"{len(dataset)} images give no batch of {batch_size} for each of {num_shards} workers")
@@ -114,25 +135,59 @@ class DetectionBatches(keras.utils.PyDataset):
             start, stop = remainder + (index - 1) * b, remainder + index * b
         return [(self.epoch, int(i)) for i in order[start:stop]]
 
-    def load_sample(self, index: int, seed: int | None) -> Sample:
+    def size_of(self, index: int) -> int | None:
+        """The input size of batch ``index`` under multi-scale training (None without)."""
+        if self.scales is None:
+            return None
+        sizes = sorted(self.scales)
+
+        def draw(group: int, choices: list[int]) -> int:
+            rng = np.random.default_rng([self.seed, self.epoch, group, 0x5CA1E])
+            return choices[int(rng.integers(len(choices)))]
+
+        first = draw(0, sizes)
+        if index == 0:
+            return first
+        group = 1 + (index - 1) // self.scale_every
+        return draw(group, [s for s in sizes if s != first] if group == 1 else sizes)
+
+    def load_sample(self, index: int, seed: int | None, size: int | None = None) -> Sample:
+        """Sample of record ``index`` augmented with ``seed``, at ``size`` (multi-scale) or the
+        generator's own size: the record as stored, or its composite (mosaic / affine), then
+        the pipeline."""
         record = self.dataset.records[index]
-        image = self.dataset.load_image(index)
-        masks = self.dataset.load_masks(index) if self.with_masks else None
-        image, boxes, kept, masks, transform = apply_pipeline(self.pipeline, image, record.boxes, masks, seed)
+        pipeline = self.pipeline if size is None else self.scales[size][0]
+        if self.composer is None:
+            source = self.instances(index)
+        else:
+            mosaic_on = self.mosaic_epochs is None or self.epoch < self.mosaic_epochs
+            source = self.composer(self.instances, index, size or self.image_size, np.random.default_rng(seed), mosaic_on)
+        image, boxes, kept, masks, transform = apply_pipeline(pipeline, source.image, source.boxes, source.masks, seed)
         return Sample(
             image=image,
             boxes=boxes,
-            class_ids=record.class_ids[kept],
-            iscrowd=record.iscrowd[kept],
+            class_ids=source.class_ids[kept],
+            iscrowd=source.iscrowd[kept],
             masks=masks,
             image_id=record.image_id,
-            transform=transform,
-            original_size=(record.height, record.width),
+            # a composite has no map back to the record's pixels
+            transform=transform if self.composer is None else (1.0, 1.0, 0.0, 0.0),
+            original_size=(record.height, record.width) if self.composer is None else source.image.shape[:2],
             seed=seed,
+            dropped=source.dropped,
         )
 
+    def instances(self, index: int) -> Instances:
+        """Record ``index`` as stored: image, boxes, classes, crowd flags (and masks)."""
+        record = self.dataset.records[index]
+        masks = self.dataset.load_masks(index) if self.with_masks else None
+        return Instances(self.dataset.load_image(index), record.boxes, record.class_ids, record.iscrowd, masks)
+
     def samples(self, index: int) -> list[Sample]:
-        return [self.load_sample(i, sample_seed(self.seed, p, i)) for p, i in self.batch_indices(index)]
+        size = self.size_of(index)
+        return [self.load_sample(i, sample_seed(self.seed, p, i), size) for p, i in self.batch_indices(index)]
 
     def __getitem__(self, index: int):
-        return self.encoder(self.samples(index))
+        size = self.size_of(index)
+        encoder = self.encoder if size is None else self.scales[size][1]
+        return encoder(self.samples(index))

@@ -30,7 +30,8 @@ class Sample:
     """An image ready for a model, with its instances in the same pixel frame.
 
     ``transform`` = ``(sy, sx, ty, tx)``: a point ``(y, x)`` of the original image is at
-    ``(sy*y + ty, sx*x + tx)`` in ``image``.
+    ``(sy*y + ty, sx*x + tx)`` in ``image`` (a mosaic or rotated sample has no such map: its
+    transform is the identity and ``original_size`` its own size).
     """
 
     image: np.ndarray  # uint8 (H, W, 3) RGB
@@ -42,6 +43,7 @@ class Sample:
     transform: tuple[float, float, float, float]
     original_size: tuple[int, int]  # (height, width) before transforms
     seed: int | None = None  # this sample's seed, for random choices in target encoders
+    dropped: int = 0  # boxes the mosaic / affine step cut off (detectlab.data.mosaic)
 
 
 def affine_warp(image: np.ndarray, sy: float, sx: float, ty: float, tx: float, out_hw, fill, interp) -> np.ndarray:
@@ -144,11 +146,12 @@ class RandomScalePlace(_ScaleTranslate):
         return ("size", "jitter", "scale")
 
 
-def build_pipeline(size: int, augment: AugmentConfig | None) -> A.Compose:
-    """Training pipeline when ``augment`` is given and enabled, otherwise a letterbox."""
+def build_pipeline(size: int, augment: AugmentConfig | None, geometry: bool = True) -> A.Compose:
+    """Training pipeline when ``augment`` is given and enabled, otherwise a letterbox.
+    ``geometry=False``: flip and colour only (after the mosaic / affine step)."""
     if augment is not None and augment.enabled:
         steps = [
-            RandomScalePlace(size, augment.jitter, augment.scale),
+            *([RandomScalePlace(size, augment.jitter, augment.scale)] if geometry else []),
             A.HorizontalFlip(p=augment.hflip),
             A.ColorJitter(
                 brightness=(1 / augment.value, augment.value),

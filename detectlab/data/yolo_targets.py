@@ -6,6 +6,10 @@ and the class index. Each ground-truth box goes to the single anchor (of all sca
 shape IoU with it is best, at cell ``floor(centre * g)`` clipped into the grid (a box
 centred on the last row/column stays in the last cell). Later boxes overwrite earlier
 ones in the same slot, as in the reference.
+
+With ``match_ratio`` ``r`` (YOLOv5's ``anchor_t``, 4), a box also goes to every other anchor
+whose width and height are both within ``r`` times its own, at that anchor's scale: more
+positives per box. Those extra assignments never overwrite a box's best anchor.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from detectlab.boxes import shape_iou
 class YoloTargetEncoder:
     """Turns :class:`~detectlab.data.transforms.Sample` batches into model inputs/targets."""
 
-    def __init__(self, anchors, anchor_masks, num_classes: int, image_size: int, max_boxes: int = 100):
+    def __init__(self, anchors, anchor_masks, num_classes: int, image_size: int, max_boxes: int = 100,
+                 match_ratio: float | None = None):
         self.anchors = np.asarray(anchors, np.float32).reshape(-1, 2)  # (A_total, 2) w, h in pixels
         self.anchor_masks = [list(m) for m in anchor_masks]
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
         self.max_boxes = int(max_boxes)
+        self.match_ratio = None if match_ratio is None else float(match_ratio)
         if self.image_size % 32:
             raise ValueError(f"YOLO image_size must be a multiple of 32, got {self.image_size}")
         self.grids = [self.image_size // (32 // 2**level) for level in range(len(self.anchor_masks))]
@@ -48,13 +54,22 @@ class YoloTargetEncoder:
         values = np.concatenate(
             [centre, wh / size, np.ones((len(boxes), 1), np.float32), class_ids[:, None].astype(np.float32)], 1
         )
-        layers = self.layer_of_anchor[best]
+        box_index, anchor = np.arange(len(boxes)), best
+        if self.match_ratio is not None:
+            ratio = wh[:, None, :] / self.anchors[None]
+            near = np.maximum(ratio, 1.0 / ratio).max(2) < self.match_ratio  # (N, A_total)
+            near[box_index, best] = False
+            near &= self.layer_of_anchor[None] >= 0  # anchors some scale uses
+            extra_box, extra_anchor = np.nonzero(near)
+            box_index = np.concatenate([extra_box, box_index])  # best anchors written last: never overwritten
+            anchor = np.concatenate([extra_anchor, best])
+        layers = self.layer_of_anchor[anchor]
         for level, grid in enumerate(self.grids):
             pick = layers == level
             if not pick.any():
                 continue
-            cells = np.clip(np.floor(centre[pick] * grid).astype(np.int64), 0, grid - 1)
-            targets[level][cells[:, 1], cells[:, 0], self.slot_of_anchor[best[pick]]] = values[pick]
+            cells = np.clip(np.floor(centre[box_index[pick]] * grid).astype(np.int64), 0, grid - 1)
+            targets[level][cells[:, 1], cells[:, 0], self.slot_of_anchor[anchor[pick]]] = values[box_index[pick]]
         return targets
 
     def gt_boxes(self, boxes: np.ndarray) -> np.ndarray:

@@ -20,7 +20,13 @@ class ModelFamily:
     - ``trainer``: the name of its trainer in :data:`detectlab.training.trainers.TRAINERS`
       (``"fit"``: generator-driven ``fit``; ``"alternating"``: the RPN/classifier
       ``train_on_batch`` loop, whose ROI sampler ``make_sampler(cfg, num_classes)`` gives);
-    - ``with_masks``: whether training samples carry instance masks.
+    - ``with_masks``: whether training samples carry instance masks;
+    - ``input_stride``: the model takes any square input size that is a multiple of it
+      (multi-scale training); 0 when its input size is fixed at build time;
+    - ``fit_anchors(cfg, dataset, loaded_layers, report, stated)``: the anchor check at
+      training start; returns ``cfg`` with concrete anchors (resolving ``model.anchors: auto``;
+      ``stated``: the ``model`` values the weights file states, see
+      :class:`~detectlab.weights.formats.FileSettings`).
     """
 
     name: str
@@ -32,6 +38,8 @@ class ModelFamily:
     trainer: str = "fit"
     make_sampler: Callable[..., Any] | None = None
     with_masks: bool = False
+    input_stride: int = 0
+    fit_anchors: Callable[..., Any] | None = None
 
 
 NOT_SETTINGS = ("family", "num_classes")  # the registry key, and what the builder resolves from the data

@@ -22,14 +22,17 @@ ARCHITECTURE = ("backbone", "width", "darknet_blocks", "resnet_stages", "fpn_cha
                 "mask_pool_size")
 
 
-def adopt_file_settings(cfg: Config, settings: FileSettings, training: bool = False) -> Config:
+def adopt_file_settings(cfg: Config, settings: FileSettings, training: bool = False, keep_auto: bool = False) -> Config:
     """``cfg`` with the ``model`` values ``settings`` states (anchors, masks, input size,
     class count, box coding, ...) in place of the recipe's, said in one log line.
 
     A recipe with another architecture than the file's, or a value set on the command line
     (``--set``) that contradicts the file, is a ``ConfigError``; the input size given on the
     command line is kept (a network runs at any multiple of its stride). When ``training``,
-    the class count comes from the data, not the file."""
+    the class count comes from the data, not the file. With ``keep_auto`` (training), a
+    recipe value ``auto`` (``model.anchors: auto``) stays for the family to resolve once it
+    knows which layers loaded (the family's ``fit_anchors`` takes the file's value when the
+    layers trained with it load, and fits one to the data when they start fresh)."""
     m = cfg.model
     fields = {f.name for f in dataclasses.fields(m)}
     changes, said = {}, []
@@ -37,9 +40,9 @@ def adopt_file_settings(cfg: Config, settings: FileSettings, training: bool = Fa
         if key not in fields or (training and key == "num_classes"):
             continue
         current = getattr(m, key)
-        if _same(current, value):
+        if _same(current, value) or (keep_auto and current == "auto"):
             continue
-        if f"model.{key}" in cfg.set_by_user:
+        if f"model.{key}" in cfg.set_by_user and current != "auto":  # "auto" asks for a value, the file's fits
             if key == "image_size":
                 log.info("%s was trained at %s px; running at model.image_size %s as set", settings.source, value, current)
                 continue

@@ -17,30 +17,40 @@ from detectlab.anchor_grid import anchor_shapes as anchor_grid_shapes
 from detectlab.anchor_pyramid import ratio_pairs
 from detectlab.config import Config
 from detectlab.data.loading import load_split
+from detectlab.data.mosaic import MIN_SIDE, MIN_VISIBLE
 from detectlab.data.records import DetectionDataset
 from detectlab.inference.visualize import draw_instances, grid, save_image
 from detectlab.registry import MODELS
+from detectlab.utils import log
 
 TILE = 256  # grid cell side in pixels
 
 
 def render_grids(cfg: Config, out: Path, num: int, columns: int, augment: bool) -> list[Path]:
-    """Write ``out/grid_NNN.png`` images of the first ``num`` samples of epoch 0; their paths."""
+    """Write ``out/grid_NNN.png`` images of the first ``num`` samples of epoch 0; their paths.
+    With a mosaic / affine recipe, the boxes it cut off (dropped) are counted in the captions
+    and the log."""
     from detectlab.training.runner import make_generators
 
     dataset = load_split(cfg, "train", out)
     family = MODELS.get(cfg.model.family)
+    if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
+        cfg = family.fit_anchors(cfg, dataset, report=False)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=0, distribute="none"))
     train_gen, letterboxed = make_generators(cfg, family, dataset, dataset, dataset.num_classes)
     batches = train_gen if augment else letterboxed
-    tiles = []
+    tiles, dropped = [], 0
     for index in range(len(batches)):
         for sample in batches.samples(index):
             tiles.append(draw_sample(sample, dataset.class_names))
+            dropped += sample.dropped
             if len(tiles) == num:
                 break
         if len(tiles) == num:
             break
+    if augment and cfg.augment.composes():
+        log.info("mosaic / affine: %d boxes of these %d samples cut off and dropped (under %g px or %g%% visible)",
+                 dropped, len(tiles), MIN_SIDE, 100 * MIN_VISIBLE)
     per_grid = columns * columns
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -53,7 +63,8 @@ def render_grids(cfg: Config, out: Path, num: int, columns: int, augment: bool) 
 
 def draw_sample(sample, class_names: list[str]) -> np.ndarray:
     """A sample's model-input image enlarged to :data:`TILE` px (nearest neighbour, so pixels
-    stay visible) with its boxes, class names, masks and a caption ``image <id>``."""
+    stay visible) with its boxes, class names, masks and a caption ``image <id>`` (``, N cut
+    off``: boxes the mosaic / affine step dropped)."""
     size = sample.image.shape[0]
     f = max(1, TILE // size)
     image = cv2.resize(sample.image, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
@@ -62,7 +73,8 @@ def draw_sample(sample, class_names: list[str]) -> np.ndarray:
         masks = np.repeat(np.repeat(sample.masks, f, axis=1), f, axis=2)
     labels = [class_names[int(c)] + (" (crowd)" if crowd else "") for c, crowd in zip(sample.class_ids, sample.iscrowd)]
     drawn = draw_instances(image, sample.boxes * f, sample.class_ids, labels, masks, sample.iscrowd)
-    cv2.putText(drawn, f"image {sample.image_id}", (3, drawn.shape[0] - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+    caption = f"image {sample.image_id}" + (f", {sample.dropped} cut off" if sample.dropped else "")
+    cv2.putText(drawn, caption, (3, drawn.shape[0] - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                 (255, 255, 255), 1, cv2.LINE_AA)
     return drawn
 
@@ -96,6 +108,9 @@ def dataset_stats(cfg: Config, out: Path) -> list[Path]:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     dataset = load_split(cfg, "train", out)
+    family = MODELS.get(cfg.model.family)
+    if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
+        cfg = family.fit_anchors(cfg, dataset, report=False)
     size = cfg.model.image_size
     shapes = box_shapes(dataset, size)
     anchors = anchor_shapes(cfg.model)

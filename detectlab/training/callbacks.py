@@ -106,12 +106,15 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     ``best.keras`` (by ``monitor``: ``mode`` "min" or "max" says which way is better; an
     epoch that does not log it, e.g. between evaluations, is not ranked) and ``state.json``
     with the number of finished epochs and ``best_epoch``, written last so it always names
-    complete files.
+    complete files. With ``ema`` (:class:`~detectlab.training.ema.WeightEMA`, swapped in
+    before this runs) the files hold the averaged weights and ``epoch_NNN.raw.npz`` the
+    training weights, for resuming.
     """
 
     def __init__(self, directory, keep: int = 3, monitor: str = "val_loss", guard: NonFiniteLossGuard | None = None,
-                 extra_state: dict | None = None, mode: str = "min"):
+                 extra_state: dict | None = None, mode: str = "min", ema=None):
         super().__init__()
+        self.ema = ema  # a WeightEMA: its average is in the model now; its training weights go beside
         self.directory = Path(directory)
         self.keep = int(keep)
         self.monitor = monitor
@@ -153,6 +156,10 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             except OSError as exc:
                 exc.filename = str(epoch_file)
                 raise
+        if self.ema is not None:
+            from detectlab.training.ema import raw_weights_path
+
+            self.ema.save_raw(raw_weights_path(epoch_file))
         _replace_with_link(epoch_file, self.directory / "last.keras")
         value = logs.get(self.monitor)
         if value is not None and self._better(float(value)):
@@ -174,14 +181,17 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self._prune()
 
     def _prune(self) -> None:
+        from detectlab.training.ema import raw_weights_path
+
         epochs = sorted(self.directory.glob("epoch_*.keras"))
         for old in epochs[: max(0, len(epochs) - self.keep)]:
             old.unlink(missing_ok=True)
+            raw_weights_path(old).unlink(missing_ok=True)
 
 
 def remove_partial_checkpoints(directory) -> int:
-    """Delete the hidden ``.*.tmp.keras`` files a killed checkpoint write leaves behind."""
-    leftovers = sorted(Path(directory).glob(".*.tmp.keras"))
+    """Delete the hidden ``.*.tmp.keras`` (and ``.tmp.npz``) files a killed checkpoint write leaves behind."""
+    leftovers = sorted([*Path(directory).glob(".*.tmp.keras"), *Path(directory).glob(".*.tmp.npz")])
     for path in leftovers:
         path.unlink(missing_ok=True)
     if leftovers:

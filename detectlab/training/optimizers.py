@@ -5,15 +5,82 @@ hyper-parameters, slot variables, checkpoints and maths) whose per-variable upda
 TensorFlow's fused kernels (``ResourceApplyAdam``, ``ResourceApplyKerasMomentum``): one
 pass over each variable instead of about ten element-wise ops. For YOLOv3's 62M parameters
 on 2 CPU cores the update drops from 330 ms to about 100 ms per step.
+
+:class:`WarmupDecay` is the one learning-rate schedule (``train.schedule``): per-step linear
+warm-up, then constant, cosine or linear decay; during the warm-up biases (and batch-norm
+betas) can start from a higher rate, which both optimizers read per variable.
+:func:`choose_optimizer` implements ``train.optimizer: auto``.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 
 from detectlab.config import TrainConfig
 from detectlab.errors import ConfigError
+from detectlab.utils import log
+
+# train.optimizer: auto (Ultralytics' rule): short runs use Adam at a class-count-scaled rate,
+# long ones SGD with YOLOv5's momentum
+AUTO_MAX_ADAM_STEPS = 10_000
+AUTO_SGD_RATE, AUTO_SGD_MOMENTUM = 0.01, 0.937
+# never weight-decayed: biases and normalisation parameters (Keras matches these in variable names)
+NO_DECAY = ("bias", "beta", "gamma")
+BIAS_NAMES = ("bias", "beta")  # warmed up from train.schedule.warmup_bias_lr
+
+
+@keras.saving.register_keras_serializable(package="detectlab")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` at step ``t`` of a stage of ``total_steps``: ``rate * t / warmup_steps`` during
+    the warm-up, then ``rate`` times a factor going from 1 to ``final_fraction`` at
+    ``total_steps``: 1 (``constant``), ``f + (1 - f) (1 + cos(pi p)) / 2`` (``cosine``) or
+    ``1 - (1 - f) p`` (``linear``), ``p`` the share of the decay done.
+    :meth:`bias_rate` adds ``warmup_bias_rate * (1 - t / warmup_steps)`` during the warm-up
+    (YOLOv5: biases come down from 0.1 while the weights come up from 0)."""
+
+    def __init__(self, rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "constant",
+                 final_fraction: float = 0.0, warmup_bias_rate: float = 0.0):
+        if decay not in ("constant", "cosine", "linear"):
+            raise ValueError(f"decay: constant, cosine or linear, got {decay!r}")
+        self.rate, self.total_steps, self.warmup_steps = float(rate), int(total_steps), int(warmup_steps)
+        self.decay, self.final_fraction, self.warmup_bias_rate = decay, float(final_fraction), float(warmup_bias_rate)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = float(max(self.warmup_steps, 1))
+        progress = tf.clip_by_value((step - self.warmup_steps) / float(max(1, self.total_steps - self.warmup_steps)), 0.0, 1.0)
+        f = self.final_fraction
+        if self.decay == "cosine":
+            factor = f + (1.0 - f) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+        elif self.decay == "linear":
+            factor = 1.0 - (1.0 - f) * progress
+        else:
+            factor = tf.ones_like(progress)
+        return tf.where(step < self.warmup_steps, self.rate * step / warmup, self.rate * factor)
+
+    def bias_rate(self, step):
+        step = tf.cast(step, tf.float32)
+        extra = self.warmup_bias_rate * tf.maximum(0.0, 1.0 - step / float(max(self.warmup_steps, 1)))
+        return self(step) + extra
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps, "decay": self.decay,
+                "final_fraction": self.final_fraction, "warmup_bias_rate": self.warmup_bias_rate}
+
+
+def _variable_rate(optimizer, variable, learning_rate):
+    """The rate for ``variable``: the bias warm-up rate for biases while it lasts."""
+    schedule = optimizer._learning_rate
+    if not (isinstance(schedule, WarmupDecay) and schedule.warmup_bias_rate and schedule.warmup_steps):
+        return learning_rate
+    name = getattr(variable, "name", "").split("/")[-1].split(":")[0]
+    if name not in BIAS_NAMES:
+        return learning_rate
+    return tf.cast(schedule.bias_rate(optimizer.iterations), learning_rate.dtype)
 
 
 def _handle(variable):
@@ -30,6 +97,7 @@ def _dense(gradient, variable) -> bool:
 @keras.saving.register_keras_serializable(package="detectlab")
 class FusedAdam(keras.optimizers.Adam):
     def update_step(self, gradient, variable, learning_rate):
+        learning_rate = _variable_rate(self, variable, learning_rate)
         if self.amsgrad or not _dense(gradient, variable):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
@@ -53,6 +121,7 @@ class FusedAdam(keras.optimizers.Adam):
 @keras.saving.register_keras_serializable(package="detectlab")
 class FusedSGD(keras.optimizers.SGD):
     def update_step(self, gradient, variable, learning_rate):
+        learning_rate = _variable_rate(self, variable, learning_rate)
         if self.momentum == 0 or not _dense(gradient, variable):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
@@ -67,24 +136,81 @@ class FusedSGD(keras.optimizers.SGD):
         )
 
 
-def make_optimizer(train: TrainConfig, lr: float, total_steps: int) -> keras.optimizers.Optimizer:
-    """``adam`` or ``sgd`` (momentum) with optional ``clipnorm``, warm-up and cosine decay."""
-    if (train.lr_schedule != "constant" or train.warmup_steps) and train.reduce_lr_on_plateau is not None:
-        raise ConfigError("train.reduce_lr_on_plateau needs train.lr_schedule=constant and no warm-up")
-    rate = lr
-    if train.lr_schedule == "cosine" or train.warmup_steps:
-        decay_steps = max(1, total_steps - train.warmup_steps)
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if train.warmup_steps else lr,
-            decay_steps=decay_steps,
-            alpha=1.0 if train.lr_schedule == "constant" else 0.0,
-            warmup_target=lr if train.warmup_steps else None,
-            warmup_steps=train.warmup_steps,
-        )
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """What ``train.optimizer`` resolves to for a run: ``adam`` or ``sgd``, the factor on every
+    stage's rate (``auto``: its rate / ``train.lr``) and SGD's momentum."""
+
+    name: str
+    rate_scale: float = 1.0
+    momentum: float = 0.9
+    bias_warmup: bool = True  # False: biases warm up like the weights (auto's Adam, as Ultralytics)
+
+
+def choose_optimizer(train: TrainConfig, num_classes: int, steps: int) -> OptimizerChoice:
+    """``train.optimizer``; ``auto`` picks by the run's length in ``steps`` (all stages), as
+    Ultralytics does: at most 10,000 steps, Adam at ``0.002 * 5 / (4 + classes)`` (without
+    the higher bias warm-up rate); more, SGD at 0.01 with momentum 0.937. The choice is logged."""
+    if train.optimizer != "auto":
+        return OptimizerChoice(train.optimizer, 1.0, train.momentum)
+    if steps > AUTO_MAX_ADAM_STEPS:
+        choice = OptimizerChoice("sgd", AUTO_SGD_RATE / train.lr, AUTO_SGD_MOMENTUM)
+        rate = AUTO_SGD_RATE
+    else:
+        rate = round(0.002 * 5 / (4 + num_classes), 6)
+        choice = OptimizerChoice("adam", rate / train.lr, train.momentum, bias_warmup=False)
+    log.info("optimizer auto: %s at lr %g for a run of %d steps and %d classes (stage rates scaled by %g)%s%s",
+             "SGD (momentum 0.937)" if choice.name == "sgd" else "Adam", rate, steps, num_classes, choice.rate_scale,
+             f", weight decay {train.weight_decay:g}" if train.weight_decay else "",
+             "; biases warm up like the weights (no higher bias rate with Adam)"
+             if not choice.bias_warmup and train.schedule.warmup_bias_lr else "")
+    return choice
+
+
+def warmup_steps(train: TrainConfig, steps_per_epoch: int) -> int:
+    """The warm-up length: ``max(warmup_epochs x steps per epoch, warmup_steps)``."""
+    s = train.schedule
+    return max(int(round(s.warmup_epochs * steps_per_epoch)), int(s.warmup_steps))
+
+
+def describe_schedule(train: TrainConfig, lr: float, total_steps: int, steps_per_epoch: int = 1,
+                      choice: OptimizerChoice | None = None) -> str:
+    """One line: what the learning rate of a stage of ``total_steps`` steps at ``lr`` does
+    (the rate :func:`make_optimizer` builds, with ``choice``'s scale)."""
+    choice = choice or OptimizerChoice(train.optimizer if train.optimizer != "auto" else "adam", 1.0, train.momentum)
+    s, rate = train.schedule, lr * choice.rate_scale
+    warmup = warmup_steps(train, steps_per_epoch)
+    bias = s.warmup_bias_lr if choice.bias_warmup and warmup else 0.0
+    text = (f"linear warm-up from 0 over {warmup} steps" + (f" (biases from {bias:g})" if bias else "") + ", then ") if warmup else ""
+    if s.decay == "constant":
+        plateau = " (ReduceLROnPlateau may lower it)" if train.reduce_lr_on_plateau is not None else ""
+        return f"{text}constant {rate:g}{plateau}"
+    return f"{text}{s.decay} decay from {rate:g} to {rate * s.final_lr_fraction:g} over {max(1, total_steps - warmup)} steps"
+
+
+def make_optimizer(train: TrainConfig, lr: float, total_steps: int, steps_per_epoch: int = 1,
+                   choice: OptimizerChoice | None = None) -> keras.optimizers.Optimizer:
+    """The stage's optimizer (``choice``, default ``train.optimizer`` as given) at ``lr`` over
+    ``total_steps`` steps: ``train.schedule``, ``clipnorm``, decoupled ``weight_decay``
+    (not on biases and normalisation parameters)."""
+    choice = choice or OptimizerChoice(train.optimizer if train.optimizer != "auto" else "adam", 1.0, train.momentum)
+    s = train.schedule
+    warmup = warmup_steps(train, steps_per_epoch)
+    scheduled = s.decay != "constant" or warmup > 0
+    if scheduled and train.reduce_lr_on_plateau is not None:
+        raise ConfigError("train.reduce_lr_on_plateau needs train.schedule.decay=constant and no warm-up")
+    rate = lr * choice.rate_scale
+    if scheduled:
+        rate = WarmupDecay(rate, total_steps, warmup, s.decay, s.final_lr_fraction,
+                           s.warmup_bias_lr if choice.bias_warmup else 0.0)
     kwargs = {"learning_rate": rate}
     if train.clipnorm:
         kwargs["clipnorm"] = train.clipnorm
-    optimizer = FusedAdam(**kwargs) if train.optimizer == "adam" else FusedSGD(momentum=train.momentum, **kwargs)
+    if train.weight_decay:
+        kwargs["weight_decay"] = train.weight_decay
+    optimizer = FusedAdam(**kwargs) if choice.name == "adam" else FusedSGD(momentum=choice.momentum, **kwargs)
+    if train.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
     if keras.mixed_precision.dtype_policy().name == "mixed_float16":  # what Keras' compile would do, replica-safe
         return ReplicaLossScaleOptimizer(optimizer)
     return optimizer

@@ -22,6 +22,7 @@ from detectlab.checkpoints import resume_state
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
+from detectlab.data.mosaic import MosaicAugment
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
@@ -32,8 +33,9 @@ from detectlab.training.callbacks import (
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, make_strategy, set_precision
+from detectlab.training.ema import WeightEMA, raw_weights_path
 from detectlab.training.monitors import logged_names, resolve_monitors
-from detectlab.training.optimizers import make_optimizer
+from detectlab.training.optimizers import OptimizerChoice, choose_optimizer, describe_schedule, make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
@@ -59,13 +61,16 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     state = resume_state(checkpoints) if resume else None
     if resume and state is None:
         raise ConfigError(f"--resume: no checkpoint to resume from in {checkpoints}")
-    if weights and state is None:
-        cfg = adopt_file_settings(cfg, file_settings(weights, cfg_file), training=True)
+    stated = file_settings(weights, cfg_file) if weights and state is None else None
+    if stated is not None:  # a recipe's "auto" (model.anchors) is resolved below, knowing what loaded
+        cfg = adopt_file_settings(cfg, stated, training=True, keep_auto=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
     trainer = trainer_for(family)
     trainer.check(cfg)
-    family.model_class.resolve_loss_weights(cfg.loss.weights)  # before the data loads
+    if cfg.train.multi_scale is not None:
+        check_multi_scale(cfg, family)
+    family.model_class.loss_settings(cfg.loss)  # terms and weights checked before the data loads
 
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
@@ -77,21 +82,33 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     num_classes = resolve_num_classes(cfg, train_set)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=num_classes))
     previous_lrs = _saved_stage_lrs(workdir) if resume else None
-    if chief:
-        cfg.save(workdir / "config.yaml")
     class_weights = resolve_class_weights(cfg.loss.class_weights, train_set)
 
+    recipe = cfg
+    if family.fit_anchors is not None:  # as if the outputs start fresh; checked again once weights are in
+        cfg = family.fit_anchors(recipe, train_set, report=False)
     with strategy.scope():
         model = family.build(cfg, num_classes, class_weights, (train_set.class_names, train_set.category_ids))
     if cfg.model.backbone_weights and state is None:
         report = load_backbone_weights(model, cfg.model)
         log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
+    loaded = []
     if weights and state is None:
         report = load_weights(model, weights, exclude, cfg_file)
+        loaded = report.loaded
         log.info("weights from %s: %s", weights, report.summary())
+    if family.fit_anchors is not None:
+        fitted = family.fit_anchors(recipe, train_set, loaded, report=chief, stated=stated.model if stated else None)
+        if fitted.model.anchors != cfg.model.anchors:
+            model.set_anchors(fitted.model.anchors)
+        cfg = fitted
+    if chief:
+        cfg.save(workdir / "config.yaml")  # with the anchors resolved
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
-    guard = NonFiniteLossGuard(tuple(model.LOSS_NAMES) + ("loss",))
+    guard = NonFiniteLossGuard(tuple(model.loss_names) + ("loss",))
+    ema = WeightEMA(cfg.train.ema.decay, cfg.train.ema.ramp_steps) if cfg.train.ema else None
+    choice = choose_optimizer(cfg.train, num_classes, cfg.total_epochs() * len(train_gen))
     evaluation = CocoEvaluation(cfg, val_set, family.with_masks, workdir / "logs") if val_set is not None else None
     monitors = resolve_monitors(cfg, logged_names(model, trainer, val_gen is not None, evaluation.names() if evaluation else ()), val_gen is not None)
     history: dict = {}
@@ -106,19 +123,20 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         initial = max(start, done)
         trained = model.set_trainable_layers(stage.layers)
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
-                 stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
+                 stage.name, initial + 1, end, stage.lr * choice.rate_scale, len(trained), stage.layers)
         steps = stage.epochs * len(train_gen)
-        log.info("learning rate: %s", describe_schedule(cfg.train, stage.lr, steps))
+        log.info("learning rate: %s", describe_schedule(cfg.train, stage.lr, steps, len(train_gen), choice))
         with strategy.scope():
-            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), cfg.train.jit_compile)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps, len(train_gen), choice),
+                            cfg.train.jit_compile)
         if not restored:
-            _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
+            _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy, ema=ema)
             restored = True
             if initial > start:
-                _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr)
+                _apply_changed_lr(model, cfg, previous_lrs, index, stage.lr, choice)
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, workdir, guard, chief, resume or index > 0, initial * len(train_gen), index,
-                                   evaluation, monitors, (start, end))
+                                   evaluation, monitors, (start, end), ema)
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -152,9 +170,18 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
     )
     cluster = cluster or Cluster.from_environment()
     shards = dict(num_shards=cluster.workers, shard_index=cluster.index) if t.distribute == "multi_worker" else {}
+    composer = MosaicAugment(cfg.augment, len(train_set)) if cfg.augment.composes() else None
+    scales = None
+    if t.multi_scale is not None:
+        check_multi_scale(cfg, family)
+        scales = {s: (build_pipeline(s, cfg.augment, geometry=composer is None), family.make_encoder(
+            dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=s)), num_classes))
+            for s in t.multi_scale.sizes}
     train_gen = DetectionBatches(
-        train_set, build_pipeline(size, cfg.augment), encoder, t.batch_size,
+        train_set, build_pipeline(size, cfg.augment, geometry=composer is None), encoder, t.batch_size,
         shuffle=True, seed=t.seed, steps_per_epoch=t.steps_per_epoch, with_masks=family.with_masks, **shards, **common,
+        composer=composer, image_size=size, mosaic_epochs=max(0, cfg.total_epochs() - cfg.augment.close_mosaic_epochs),
+        scales=scales, scale_every=t.multi_scale.every if t.multi_scale else 10,
     )
     val_gen = None
     if val_set is not None:
@@ -165,12 +192,27 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
     return train_gen, val_gen
 
 
+def check_multi_scale(cfg: Config, family) -> None:
+    """``train.multi_scale`` needs a family that takes any input size, and sizes it takes."""
+    sizes = cfg.train.multi_scale.sizes
+    if not family.input_stride:
+        raise ConfigError(f"train.multi_scale: {family.name} is built for one input size (model.image_size); "
+                          "multi-scale training is for YOLO")
+    bad = [s for s in sizes if s % family.input_stride]
+    if len(set(sizes)) < 2 or bad:
+        raise ConfigError(f"train.multi_scale.sizes: expected two or more multiples of {family.input_stride}, got {sizes}")
+
+
 def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool, start_step: int, stage: int,
-                   evaluation: CocoEvaluation | None, monitors, stage_epochs: tuple[int, int] = (0, 1)) -> list:
+                   evaluation: CocoEvaluation | None, monitors, stage_epochs: tuple[int, int] = (0, 1),
+                   ema: WeightEMA | None = None) -> list:
     """``stage_epochs``: the stage's ``(first, end)`` epoch indices (EarlyStopping waits for its
-    first ``min_stage_fraction``; the plateau's patience scales with its evaluations)."""
+    first ``min_stage_fraction``; the plateau's patience scales with its evaluations); ``ema``:
+    the run's :class:`WeightEMA` (placed before what evaluates or saves the average)."""
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
+    if ema is not None:
+        callbacks.append(ema)  # on every worker, before what evaluates or saves the average
     if not chief:
         return callbacks
     if evaluation is not None and evaluation.interval:
@@ -185,7 +227,8 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
     callbacks += [
         tensorboard,
         CsvLogger(str(csv), append=True, later=evaluation.names() if evaluation else ()),
-        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage}, monitors.checkpoint.mode),
+        AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage},
+                         monitors.checkpoint.mode, ema),
     ]
     first, end = stage_epochs
     if monitors.plateau is not None:
@@ -207,15 +250,6 @@ def make_callbacks(cfg: Config, workdir: Path, guard, chief: bool, append: bool,
     return callbacks
 
 
-def describe_schedule(t, lr: float, steps: int) -> str:
-    """One line: what the optimizer's learning rate does over a stage of ``steps`` steps."""
-    warm = f"linear warm-up over {t.warmup_steps} steps, then " if t.warmup_steps else ""
-    if t.lr_schedule == "cosine":
-        return f"{warm}cosine decay from {lr:g} to 0 over {max(1, steps - t.warmup_steps)} steps"
-    plateau = " (ReduceLROnPlateau may lower it)" if t.reduce_lr_on_plateau is not None else ""
-    return f"{warm}constant {lr:g}{plateau}"
-
-
 def _verbosity(verbose: int) -> int:
     """A progress bar on a terminal; one line per epoch when output goes to a file/pipe."""
     import sys
@@ -234,29 +268,42 @@ def _saved_stage_lrs(workdir: Path) -> list[float] | None:
         return None
 
 
-def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, index: int, lr: float) -> None:
+def _apply_changed_lr(model, cfg: Config, previous_lrs: list[float] | None, index: int, lr: float,
+                      choice: OptimizerChoice) -> None:
     """Resuming mid-stage restores the optimizer's rate; a rate changed since (``--resume
     --lr X``) replaces it, and the log says so."""
     old = previous_lrs[index] if previous_lrs and index < len(previous_lrs) else None
     if old is None or old == lr:
         return
-    if cfg.train.lr_schedule == "constant" and not cfg.train.warmup_steps:
-        model.optimizer.learning_rate = lr  # a schedule is rebuilt from the new rate already
+    schedule = cfg.train.schedule
+    if schedule.decay == "constant" and not (schedule.warmup_steps or schedule.warmup_epochs):
+        model.optimizer.learning_rate = lr * choice.rate_scale  # a schedule is rebuilt from the new rate already
     log.info("learning rate changed on resume: %g (the run had %g)", lr, old)
 
 
-def _restore(model, checkpoint: Path, mid_stage: bool, strategy) -> None:
-    """Resume: weights always; optimizer state too when the stage was interrupted."""
+def _restore(model, checkpoint: Path, mid_stage: bool, strategy, ema: WeightEMA | None = None) -> None:
+    """Resume: weights always; optimizer state too when the stage was interrupted; with
+    ``ema``, the checkpoint's weights are the average and its ``.raw.npz`` the training weights."""
     if not checkpoint.is_file():
         raise WeightsError(f"{checkpoint}: checkpoint named in state.json is missing")
     if not mid_stage:
         assign(model, read_keras_archive(checkpoint), str(checkpoint))
         log.info("resumed weights from %s (new stage: fresh optimizer)", checkpoint)
+    else:
+        if not getattr(model.optimizer, "built", True):
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(checkpoint))
+        if int(model.optimizer.iterations.numpy()) == 0:
+            raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
+        log.info("resumed weights and optimizer state (step %d) from %s", int(model.optimizer.iterations.numpy()), checkpoint)
+    raw = raw_weights_path(checkpoint)
+    if ema is None:
+        if raw.is_file():
+            log.info("train.ema is off: training on from the averaged weights of %s", checkpoint)
         return
-    if not getattr(model.optimizer, "built", True):
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-    model.load_weights(str(checkpoint))
-    if int(model.optimizer.iterations.numpy()) == 0:
-        raise WeightsError(f"{checkpoint}: the optimizer state does not match this stage's trainable layers")
-    log.info("resumed weights and optimizer state (step %d) from %s", int(model.optimizer.iterations.numpy()), checkpoint)
+    ema.attach(model)
+    if raw.is_file():
+        weights, updates = WeightEMA.read_raw(raw)
+        ema.restore(weights, updates)
+        log.info("weight EMA restored (%d updates); training weights from %s", updates, raw)

@@ -53,3 +53,14 @@ def test_batch_excludes_crowd_and_pads_gt_boxes():
     assert y["gt_boxes"].shape == (2, 5, 4)
     np.testing.assert_allclose(y["gt_boxes"][0, 0], [40 / 64, 24 / 64, 20 / 64, 20 / 64])
     assert not y["gt_boxes"][0, 1:].any()
+
+
+def test_match_ratio_adds_every_anchor_within_the_ratio_without_overwriting_best_ones():
+    enc = YoloTargetEncoder(ANCHORS, MASKS, num_classes=3, image_size=64, max_boxes=5, match_ratio=4.0)
+    # 20x20 at (40, 24): best anchor 1; within 4x: 10 (2x), 40 (2x), 60 (3x), 80 (4x: not within)
+    t = enc.encode(np.array([[14, 30, 34, 50]], np.float32), np.array([2]))
+    assert t[1][1, 2, :, 4].tolist() == [1, 1, 1]  # anchors 0, 1, 2 at row 1, column 2 of stride 16
+    assert t[0][0, 1, :, 4].tolist() == [1, 0, 0]  # anchor 3 (60x60) at row 0, column 1 of stride 32
+    # a second box whose best anchor is 0, in the same cell: it takes slot 0; box 1 keeps slot 1
+    t = enc.encode(np.array([[14, 30, 34, 50], [20, 36, 28, 44]], np.float32), np.array([2, 0]))
+    assert t[1][1, 2, 0, 5] == 0 and t[1][1, 2, 1, 5] == 2

@@ -68,3 +68,17 @@ def test_cli_writes_grids_and_stats(tmp_path):
                   "--set", "data.val=null", "--out", tmp_path / "out", "--augment", "--stats")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == [str(tmp_path / "out" / n) for n in ("grid_000.png", "stats.txt", "stats.png")]
+
+
+def test_mosaic_grids_count_the_boxes_cut_off(tmp_path, shapes_dir, detectlab_log):
+    # a mosaic enlarged 1.5-2x shows part of its 2S canvas: boxes at the edges are cut off
+    overrides = [f"data.train={shapes_dir / 'instances_train.json'}", "data.val=null", "augment.mosaic=1.0",
+                 "augment.scale=[1.5, 2.0]", "augment.translate=0.2"]
+    cfg = load_config(INSTANT / "yolov3_tiny_instant.yaml", overrides)
+    render_grids(cfg, tmp_path / "out", num=8, columns=4, augment=True)
+    dataset = load_split(cfg, "train")
+    train_gen, _ = make_generators(cfg, MODELS.get("yolov3"), dataset, dataset, dataset.num_classes)
+    dropped = sum(s.dropped for s in train_gen.samples(0))  # the same 8 samples (batch 8), seeded as in epoch 0
+    assert dropped > 0
+    assert f"mosaic / affine: {dropped} boxes of these 8 samples cut off and dropped (under 2 px or 10% visible)" \
+        in detectlab_log.messages
