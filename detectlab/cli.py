@@ -39,10 +39,27 @@ def run(main: Callable[[], int | None]) -> None:
     except Exception as exc:  # errors raised in data workers arrive wrapped by tf.data
         message = user_error_in(exc)
         if message is None:
+            if _joined_cluster():
+                import traceback
+
+                traceback.print_exc()
+                _leave_cluster(1)
             raise
         print(f"error: {message}", file=sys.stderr)
         code = 1
+    _leave_cluster(code)
     sys.exit(code)
+
+
+def _joined_cluster() -> bool:
+    devices = sys.modules.get("detectlab.training.devices")  # only loaded by tools that train
+    return devices is not None and devices._CLUSTER_JOINED
+
+
+def _leave_cluster(code: int) -> None:
+    """A process of a multi-worker run ends at once (TensorFlow's teardown could hang)."""
+    if _joined_cluster():
+        sys.modules["detectlab.training.devices"].leave_cluster(code)
 
 
 _WRAPPED = re.compile(r"(?:DataError|ConfigError|WeightsError|DetectlabError|TrainingError): ([^\n]+)")

@@ -5,7 +5,8 @@ has ``C + 1`` outputs, background last). Targets come from
 :mod:`detectlab.data.rcnn_targets`. Fixed against the reference: binary cross-entropy takes
 (labels, predictions) in the right order, and the classifier's class loss averages over
 every image of the batch, not only the first. As in the reference, each smooth-L1 loss is
-divided by ``sum(epsilon + mask)`` (epsilon added per element).
+divided by ``sum(epsilon + mask)`` (epsilon added per element). Under ``tf.distribute`` each
+divisor is the mean over replicas of the replicas' counts (:mod:`detectlab.losses.replicas`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from detectlab.losses.registry import register_loss
+from detectlab.losses.replicas import replica_mean
 
 EPSILON = 1e-4
 FASTER_RCNN_LOSS_NAMES = ("rpn_loss_cls", "rpn_loss_regr", "class_loss_cls", "class_loss_regr")
@@ -31,7 +33,7 @@ def rpn_loss_cls(y_true, y_pred):
     valid, labels = y_true[..., :a], y_true[..., a:]
     p = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-7, 1 - 1e-7)
     bce = -(labels * tf.math.log(p) + (1 - labels) * tf.math.log(1 - p))
-    return tf.reduce_sum(valid * bce) / tf.reduce_sum(EPSILON + valid)
+    return tf.reduce_sum(valid * bce) / replica_mean(tf.reduce_sum(EPSILON + valid))
 
 
 @register_loss("rpn_loss_regr")
@@ -40,7 +42,7 @@ def rpn_loss_regr(y_true, y_pred):
     on positive anchors."""
     n = tf.shape(y_pred)[-1]
     mask, target = y_true[..., :n], y_true[..., n:]
-    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / tf.reduce_sum(EPSILON + mask)
+    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / replica_mean(tf.reduce_sum(EPSILON + mask))
 
 
 @register_loss("class_loss_cls")
@@ -50,7 +52,7 @@ def class_loss_cls(y_true, y_pred):
     p = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-7, 1.0)
     ce = -tf.reduce_sum(y_true * tf.math.log(p), axis=-1)
     rows = tf.reduce_sum(y_true, axis=-1)
-    return tf.reduce_sum(ce) / tf.maximum(tf.reduce_sum(rows), 1.0)
+    return tf.reduce_sum(ce) / tf.maximum(replica_mean(tf.reduce_sum(rows)), 1.0)
 
 
 @register_loss("class_loss_regr")
@@ -59,11 +61,11 @@ def class_loss_regr(y_true, y_pred):
     true class's slot of foreground ROIs."""
     n = tf.shape(y_pred)[-1]
     mask, target = y_true[..., :n], y_true[..., n:]
-    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / tf.reduce_sum(EPSILON + mask)
+    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / replica_mean(tf.reduce_sum(EPSILON + mask))
 
 
 def class_accuracy(y_true, y_pred):
     """Fraction of real ROIs whose arg-max class is right."""
     rows = tf.reduce_sum(y_true, axis=-1)
     right = tf.cast(tf.equal(tf.argmax(y_true, -1), tf.argmax(y_pred, -1)), tf.float32) * rows
-    return tf.reduce_sum(right) / tf.maximum(tf.reduce_sum(rows), 1.0)
+    return tf.reduce_sum(right) / tf.maximum(replica_mean(tf.reduce_sum(rows)), 1.0)

@@ -16,6 +16,7 @@ import tensorflow as tf
 from detectlab.box_coding import YoloGridCoder
 from detectlab.layers.box_ops import centre_iou
 from detectlab.losses.registry import register_loss
+from detectlab.losses.replicas import replica_mean
 
 YOLO_LOSS_NAMES = ("yolo_xy_loss", "yolo_wh_loss", "yolo_confidence_loss", "yolo_class_loss")
 
@@ -88,7 +89,7 @@ class YoloLoss:
     def __call__(self, y_true: dict, y_pred: list) -> dict[str, tf.Tensor]:
         from detectlab.registry import LOSSES
 
-        batch = tf.cast(tf.shape(y_pred[0])[0], tf.float32)
+        batch = replica_mean(tf.shape(y_pred[0])[0])  # images per replica, averaged over the replicas
         gt_boxes = _used_slots(tf.cast(y_true["gt_boxes"], tf.float32))
         totals = {name: tf.zeros(()) for name in self.terms}
         for level, raw in enumerate(y_pred):
