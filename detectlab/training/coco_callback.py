@@ -105,14 +105,15 @@ class CocoEvaluation(keras.callbacks.Callback):
         if self.strategy is not None:
             from detectlab.training.distributed import from_chief
 
-            shared = from_chief(self.strategy, {n: float(values.get(n, np.nan)) for n in self.names()}, self.chief)
+            shared = from_chief(self.strategy, {n: float(values.get(n, np.nan)) for n in self.names()})
             values = {**values, **{n: float(v) for n, v in shared.items()}}
         logs.update(values)
         if self.image_count and evaluation is not None:
             self._write_images(epoch, evaluation.detections)
         self.seconds.append(time.perf_counter() - start)
         mask = f" mask AP {values['val_mask_AP']:.3f} AP50 {values['val_mask_AP50']:.3f}" if "val_mask_AP" in values else ""
-        log.info("epoch %d: COCO evaluation of %d images in %.1f s: AP %.3f AP50 %.3f AP75 %.3f%s", epoch + 1,
+        by = "" if self.chief else " (the chief's)"
+        log.info("epoch %d: COCO evaluation%s of %d images in %.1f s: AP %.3f AP50 %.3f AP75 %.3f%s", epoch + 1, by,
                  len(self.dataset), self.seconds[-1], values["val_AP"], values["val_AP50"], values["val_AP75"], mask)
 
     def on_train_end(self, logs=None):

@@ -81,7 +81,8 @@ class Cluster:
                     f"start every worker with the same TF_CONFIG, and check the address can be reached from here")
         if "heartbeat" in text or "unhealthy" in text:
             return f"multi_worker: {names} stopped (no heartbeat): the run stops; restart every worker with --resume"
-        reason = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+        reason = re.sub(r"\{\{[^}]*\}\}\s*", "", text)  # TensorFlow's {{function_node ...}} tags
+        reason = next((line.strip() for line in reason.splitlines() if line.strip()), type(exc).__name__)
         return f"multi_worker: lost contact with {names} ({reason[:160]}); restart every worker with --resume"
 
 

@@ -128,30 +128,40 @@ def distribute_replica_batches(strategy: tf.distribute.Strategy, batches: list):
     return strategy.experimental_distribute_values_from_function(value)
 
 
-def from_chief(strategy: tf.distribute.Strategy, values: dict, chief: bool) -> dict:
+def from_chief(strategy: tf.distribute.Strategy, values: dict) -> dict:
     """``{name: numpy-convertible}`` -> the chief's values on every worker (same shapes and
-    dtypes everywhere; only the chief's need be meaningful). A no-op for one worker."""
-    local = local_replicas(strategy)
-    if strategy.num_replicas_in_sync == local:
+    dtypes everywhere; only the chief's need be meaningful, NaN included). A no-op for one
+    worker. The chief holds replica 0 (``MultiWorkerMirroredStrategy`` numbers it first)."""
+    if strategy.num_replicas_in_sync == local_replicas(strategy):
         return values
     names = list(values)
     given = [np.asarray(values[n]) for n in names]
     # integers travel as float64 (exact below 2**53): collectives reduce floating point values
-    tensors = [tf.convert_to_tensor(v if np.issubdtype(v.dtype, np.floating) else v.astype(np.float64)) for v in given]
+    tensors = [tf.constant(v if np.issubdtype(v.dtype, np.floating) else v.astype(np.float64)) for v in given]
 
-    def value(context):
-        first = chief and context.replica_id_in_sync_group % local == 0
-        return [t if first else tf.zeros_like(t) for t in tensors]
+    @tf.function
+    def broadcast():
+        def replica():
+            context = tf.distribute.get_replica_context()
+            source = tf.equal(context.replica_id_in_sync_group, 0)  # the chief's first replica
+            masked = [tf.where(source, t, tf.zeros_like(t)) for t in tensors]
+            summed = list(masked)
+            for dtype in {t.dtype for t in tensors}:  # one all-reduce per dtype (they are packed)
+                group = [i for i, t in enumerate(tensors) if t.dtype == dtype]
+                for i, value in zip(group, context.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in group])):
+                    summed[i] = value
+            return summed
 
-    distributed = strategy.experimental_distribute_values_from_function(value)
-    reduced = strategy.reduce(tf.distribute.ReduceOp.SUM, distributed, axis=None)
-    return {n: np.asarray(r).astype(v.dtype) for n, r, v in zip(names, reduced, given)}
+        return strategy.run(replica)
+
+    summed = strategy.experimental_local_results(broadcast())[0]
+    return {n: np.asarray(r).astype(v.dtype) for n, r, v in zip(names, summed, given)}
 
 
-def sync_from_chief(strategy: tf.distribute.Strategy, variables, chief: bool) -> None:
+def sync_from_chief(strategy: tf.distribute.Strategy, variables) -> None:
     """Give every worker the chief's values of ``variables`` (weights restored or loaded on
     the chief only, e.g. on ``--resume``). A no-op for one worker."""
     variables = list(variables)
-    values = from_chief(strategy, {str(i): v.numpy() for i, v in enumerate(variables)}, chief)
+    values = from_chief(strategy, {str(i): v.numpy() for i, v in enumerate(variables)})
     for i, variable in enumerate(variables):
         variable.assign(values[str(i)])

@@ -149,7 +149,7 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
                 for optimizer in optimizers:
                     if not optimizer.built:
                         optimizer.build(model.trainable_variables)
-            sync_from_chief(strategy, [*model.variables, *(v for o in optimizers for v in o.variables)], chief)
+            sync_from_chief(strategy, [*model.variables, *(v for o in optimizers for v in o.variables)])
             synced = True
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, out, guard, resume or index > 0, initial * train_gen.steps(), index,
@@ -178,7 +178,7 @@ def _resume_state(checkpoints: Path, resume: bool, strategy, chief: bool) -> dic
     """``state.json`` of the run to resume (``None`` for a new run). In a multi-worker run only
     the chief has it: the others get its epoch (their weights come from the chief later)."""
     state = read_state(checkpoints) if resume and chief else None
-    shared = from_chief(strategy, {"epoch": float(state["epoch"]) if state else -1.0}, chief)
+    shared = from_chief(strategy, {"epoch": float(state["epoch"]) if state else -1.0})
     if resume and shared["epoch"] < 0:
         where = checkpoints if chief else "the chief's run folder"
         raise ConfigError(f"--resume: no checkpoint to resume from in {where}")

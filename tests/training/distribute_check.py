@@ -1,6 +1,6 @@
 """Run by test_distribute.py in fresh processes (the CPU is split before TensorFlow starts).
 
-    distribute_check.py RECIPE SHAPES OUT mirrored [KEY=VALUE ...]
+    distribute_check.py RECIPE SHAPES|- OUT mirrored [KEY=VALUE ...]
         trains the recipe on one device, then on 2 mirrored logical CPU devices, each with the
         same global batch, and writes OUT/single.json, OUT/mirrored.json (+ .npz weights)
     distribute_check.py RECIPE SHAPES OUT worker [KEY=VALUE ...]
@@ -50,7 +50,7 @@ def run(name: str, distribute: str) -> None:
         cfg = load_config(recipe, [f"train.distribute={distribute}", "train.mirrored_devices=2", *overrides])
         workdir = out / name
         workdir.mkdir(exist_ok=True)
-        if not (workdir / "shapes").exists():
+        if shapes != "-" and not (workdir / "shapes").exists():  # "-": each run writes its own
             (workdir / "shapes").symlink_to(shapes)
         result = runner.train(cfg, workdir)
     finally:
