@@ -115,7 +115,7 @@ def main() -> int:
             images_per_s = args.batch / step
             result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
-            if loop is not None:  # share of the step outside the two train_on_batch calls
+            if loop is not None:  # share of the step outside the two views' training steps (ROI sampling, bookkeeping)
                 result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)
         result.update(forward_gflops_per_image=round(flops / 1e9, 2), matmul_tflops=round(peak / 1e12, 3))
         if "inference" not in args.skip:

@@ -1,4 +1,4 @@
-"""The alternating ``train_on_batch`` loop of Faster R-CNN, with Keras callbacks.
+"""The alternating training loop of Faster R-CNN (keras-frcnn's ``train_on_batch`` loop), with Keras callbacks.
 
 Per batch, as in keras-frcnn: the RPN view's training step (which also decodes the proposals
 from its predictions, in-graph) -> ROI sampling and labelling (in-graph, per image) -> the
@@ -113,7 +113,7 @@ class Views:
     """The two training views of a Faster R-CNN model (plain holder, not tracked by Keras, so
     the views are not saved twice).
 
-    - ``rpn``: images -> RPN; ``train_on_batch`` returns ``rpn_loss_cls``, ``rpn_loss_regr``,
+    - ``rpn``: images -> RPN; its training step returns ``rpn_loss_cls``, ``rpn_loss_regr``,
       ``rpn_loss`` and the proposals decoded (in-graph) from the very predictions it trained
       on (the reference ran an extra ``predict_on_batch`` for them);
     - ``classifier``: images + ROIs -> classifier; returns ``class_loss_cls``,

@@ -53,10 +53,11 @@ class ReplicaLayout:
     def describe(self, global_batch: int) -> str:
         """One log line: the global batch and what each replica gets."""
         per_replica = global_batch / self.replicas
-        per = f"{int(per_replica)}" if per_replica == int(per_replica) else f"{per_replica:.1f} (on average)"
+        per = f"{int(per_replica)}" if per_replica == int(per_replica) else f"{per_replica:.1f}"
         where = (f"{self.workers} workers x {self.local} replica{'s' if self.local > 1 else ''}; this is worker "
                  f"{self.worker}{', the chief' if self.chief else ''}") if self.workers > 1 else f"{self.local} devices"
-        return f"global batch {global_batch} = {self.replicas} replicas x {per} images per replica ({where})"
+        average = "" if per_replica == int(per_replica) else " on average"
+        return f"global batch {global_batch} = {self.replicas} replicas x {per} images per replica{average} ({where})"
 
 
 class ReplicaBatches(DataAdapter):
