@@ -189,7 +189,7 @@ def scaling_worker(args) -> int:
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=size, num_classes=args.num_classes),
                               train=dataclasses.replace(cfg.train, batch_size=batch, workers=args.loader_workers,
                                                         use_multiprocessing=True, steps_per_epoch=steps,
-                                                        jit_compile=args.jit))
+                                                        jit_compile=args.jit and layout.replicas == 1))
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
     tmp = tempfile.TemporaryDirectory()

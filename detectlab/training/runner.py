@@ -95,6 +95,10 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
                           "(it is the global batch, split across all replicas)")
     if cfg.train.distribute != "none":
         log.info("%s: %s", cfg.train.distribute, layout.describe(cfg.train.batch_size))
+    jit_compile = cfg.train.jit_compile and layout.replicas == 1
+    if cfg.train.jit_compile and not jit_compile:  # what Keras' jit_compile="auto" decides under tf.distribute too
+        log.warning("train.jit_compile: XLA stays off with %d replicas (TensorFlow cannot compile a step whose "
+                    "variables live on several devices)", layout.replicas)
 
     train_set, val_set = load_splits(cfg, workdir)
     num_classes = resolve_num_classes(cfg, train_set)
@@ -136,7 +140,7 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
         steps = stage.epochs * train_gen.steps()
         with strategy.scope():
-            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), cfg.train.jit_compile)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), jit_compile)
         if not restored:
             if chief:
                 _restore(model, checkpoints / state["checkpoint"], mid_stage=initial > start, strategy=strategy)
