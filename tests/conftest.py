@@ -21,6 +21,17 @@ import detectlab  # noqa: E402,F401  (quiet TensorFlow import, registrations)
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
 
+# real files published by others, beside the clone (see ../shared/README.md); CI has them
+SHARED = Path(os.environ.get("DETECTLAB_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """``../shared/<parts>``, or skip the test saying what is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real published files beside the clone; set DETECTLAB_SHARED to their folder)")
+    return path
+
 
 def tool(name, *args, timeout=300) -> subprocess.CompletedProcess:
     """Run ``tools/NAME`` (or any script under the repository) as a user would."""

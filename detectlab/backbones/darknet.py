@@ -49,6 +49,8 @@ class DarknetLayers:
             filters,
             1,
             padding="same",
+            # small initial weights (RetinaNet's std 0.01), so a fresh output starts near its prior biases
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             kernel_regularizer=L2(self.l2) if self.l2 else None,
             name=name or f"{prefix}_conv_{i:03d}",
         )(x)

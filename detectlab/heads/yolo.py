@@ -7,9 +7,39 @@ Layers are created in Darknet ``.cfg`` order so ``.weights`` files load in seque
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from keras import layers
 
 from detectlab.backbones.darknet import DarknetLayers, _width
+
+# Prior probabilities fresh output convolutions start from (their biases), so the first
+# predictions are "almost nothing here" instead of objectness 0.5 at every anchor, as
+# RetinaNet (pi = 0.01) and the YOLOv5 / Ultralytics heads start theirs.
+OBJECTNESS_PRIOR = 0.01
+# class prior 0.6 / (C - 0.99): the Ultralytics head's rule (about 1/C for many classes, high
+# for one class, whose label is then always right)
+CLASS_PRIOR_MASS = 0.6
+
+
+def prior_biases(num_anchors: int, num_classes: int) -> np.ndarray:
+    """``(A * (5 + C),) float32`` biases of a fresh output convolution: 0 for ``tx, ty, tw,
+    th`` (centred, anchor-sized boxes), ``logit(OBJECTNESS_PRIOR)`` for objectness and
+    ``logit(min(0.99, CLASS_PRIOR_MASS / (C - 0.99)))`` for each class."""
+    def logit(p):
+        return math.log(p / (1.0 - p))
+
+    per_anchor = np.zeros(5 + num_classes, np.float32)
+    per_anchor[4] = logit(OBJECTNESS_PRIOR)
+    per_anchor[5:] = logit(min(0.99, CLASS_PRIOR_MASS / (num_classes - 0.99)))
+    return np.tile(per_anchor, num_anchors)
+
+
+def set_prior_biases(output_conv, num_anchors: int, num_classes: int) -> None:
+    """Give a freshly built ``yolo_output_L`` convolution its :func:`prior_biases`."""
+    kernel, _ = output_conv.get_weights()
+    output_conv.set_weights([kernel, prior_biases(num_anchors, num_classes)])
 
 
 def yolov3_head(features: dict, builder: DarknetLayers, num_anchors: list[int], num_classes: int, width: float = 1.0) -> list:

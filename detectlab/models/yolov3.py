@@ -16,7 +16,7 @@ import numpy as np
 from detectlab.backbones.darknet import DarknetLayers
 from detectlab.config import Config, ModelConfig
 from detectlab.data.yolo_targets import YoloTargetEncoder
-from detectlab.heads.yolo import yolov3_head, yolov3_tiny_head
+from detectlab.heads.yolo import set_prior_biases, yolov3_head, yolov3_tiny_head
 from detectlab.layers.nms import PerClassNMS
 from detectlab.layers.yolo import YoloDecode
 from detectlab.losses.yolo import YOLO_LOSS_NAMES, YoloLoss
@@ -70,6 +70,8 @@ class YoloV3(DetectorModel):
             features = body(x, builder, m.width)
         outputs = HEADS[m.backbone](features, builder, [len(mask) for mask in m.anchor_masks], num_classes, m.width)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
+        for level, mask in enumerate(m.anchor_masks):  # a loaded file overwrites them; fresh outputs keep them
+            set_prior_biases(self.get_layer(f"yolo_output_{level}"), len(mask), num_classes)
         self._init_settings(m, num_classes, loss_weights=dict(loss_weights or {}),
                             class_weights=None if class_weights is None else [float(w) for w in class_weights])
         self._init_classes(num_classes, class_names, category_ids)

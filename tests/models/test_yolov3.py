@@ -66,3 +66,32 @@ def test_unknown_loss_weight_is_an_error(tiny_cfg):
 
     with pytest.raises(ConfigError, match="loss.weights: unknown loss 'yolo_box_loss'"):
         build(tiny_cfg, "loss.weights={yolo_box_loss: 2}")
+
+
+def mean_objectness(model, images) -> float:
+    """Mean sigmoid objectness over every anchor of every output, ``images`` uint8 (B, H, W, 3)."""
+    values = []
+    for raw in model.predict(images, verbose=0):
+        per_anchor = raw.reshape(*raw.shape[:3], -1, 5 + model.num_classes)
+        values.append(1 / (1 + np.exp(-per_anchor[..., 4].ravel())))
+    return float(np.concatenate(values).mean())
+
+
+def test_fresh_outputs_start_near_their_prior_on_real_photos():
+    """A from-scratch tiny and the published COCO tiny file fine-tuned to one class both start
+    at objectness ~0.01 (not 0.5 at all 2,535 anchors), on real photos."""
+    import cv2
+
+    from tests.conftest import shared_path
+    from detectlab.heads.yolo import OBJECTNESS_PRIOR, prior_biases
+    from detectlab.weights.formats import load_weights
+
+    photos = sorted(shared_path("data", "kangaroo", "images").glob("*.jpg"))[:4]
+    images = np.stack([cv2.resize(cv2.imread(str(p))[..., ::-1], (416, 416)) for p in photos])
+    tiny = YoloV3(num_classes=1, backbone="darknet_tiny", anchors=TINY_ANCHORS, anchor_masks=TINY_MASKS)
+    np.testing.assert_allclose(tiny.get_layer("yolo_output_1").get_weights()[1], prior_biases(3, 1), rtol=1e-6)
+    assert abs(prior_biases(3, 80)[4] - np.log(OBJECTNESS_PRIOR / (1 - OBJECTNESS_PRIOR))) < 1e-6
+    assert mean_objectness(tiny, images) <= 0.02
+    report = load_weights(tiny, shared_path("pretrained", "yolov3-tiny.weights"))
+    assert report.excluded == ["yolo_output_0", "yolo_output_1"]  # trained for 80 classes: fresh here
+    assert mean_objectness(tiny, images) <= 0.02

