@@ -77,9 +77,12 @@ class ReplicaBatches(DataAdapter):
         return self._distributed
 
     def _relax_batch_dimension(self) -> None:
-        """Replica batches differ in size by one image when the global batch does not divide
-        evenly; Keras would fix the batch dimension from the first two items."""
-        items = [self.inner._standardize_batch(self.generator[i]) for i in range(min(2, len(self.generator)))]
+        """The input signature from the first replica batch of the first two steps (as Keras takes
+        it from the first two batches: a dimension that differs stays open), with the batch
+        dimension always open (replica batches differ by one image when the global batch does
+        not divide evenly)."""
+        first = [0, self.generator.local_replicas][: 1 + (len(self.generator) > self.generator.local_replicas)]
+        items = [self.inner._standardize_batch(self.generator[i]) for i in first]
         from keras.src.trainers.data_adapters.data_adapter_utils import get_tensor_spec
 
         spec = get_tensor_spec(items)
