@@ -28,13 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _args import ArgumentParser  # noqa: E402  (datasets/_args.py: no TensorFlow)
 
-SOURCES = ("coco", "yolo", "labelme", "cvat", "voc", "csv", "via")
 TARGETS = ("coco", "yolo", "voc")
+# reader keyword -> the flag that sets it (a reader takes the keywords its format uses)
+READER_OPTIONS = {"split": "--split", "classes": "--classes", "images_dir": "--images",
+                  "annotations_dir": "--annotations", "class_attribute": "--class-attribute",
+                  "default_class": "--default-class"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description="annotations in one format -> another (COCO JSON in the middle)", prog="convert.py")
-    p.add_argument("--from", dest="source_format", required=True, choices=SOURCES, help="input format")
+    p.add_argument("--from", dest="source_format", required=True,
+                   help="input format, a name in detectlab's DATASET_FORMATS registry (built in: coco, yolo, labelme, "
+                        "cvat, voc, csv, via)")
     p.add_argument("--to", dest="target_format", default="coco", choices=TARGETS, help="output format (default coco)")
     p.add_argument("--input", help="COCO/VIA JSON, YOLO data.yaml or folder, LabelMe folder, CVAT XML, VOC folder, CSV")
     p.add_argument("--out", required=True, help="output COCO JSON file (--to coco) or folder (--to yolo|voc)")
@@ -51,41 +56,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.input is None and not (args.source_format == "voc" and args.annotations):
         p.error("argument --input is required (or --annotations for --from voc)")
-    if args.annotations is not None and args.source_format != "voc":
-        p.error("argument --annotations: only for --from voc")
-    if args.source_format != "via" and (args.class_attribute is not None or args.default_class is not None):
-        p.error("arguments --class-attribute/--default-class: only for --from via")
     if args.source_format == "coco" and args.target_format == "coco":
         p.error("--from coco needs --to yolo or --to voc (to split a COCO file, use datasets/split.py)")
-    if args.split is not None and args.source_format not in ("voc", "yolo", "coco"):
-        p.error("argument --split: only for --from voc, --from yolo or --from coco")
     if args.val_ratio is not None and not 0 < args.val_ratio < 1:
         p.error(f"argument --val-ratio: must be between 0 and 1, got {args.val_ratio}")
     return args
 
 
 def read_source(args) -> dict:
-    """The input as a COCO dict with absolute image paths."""
-    from detectlab.data.coco import read_coco_json
-    from detectlab.data.importers import csv_simple, cvat, labelme, via, voc, yolo
+    """The input as a COCO dict with absolute image paths, read by the format's registered
+    reader (``DATASET_FORMATS.get(name).read``) with the flags it takes."""
+    import inspect
 
-    fmt, source = args.source_format, args.input
-    if fmt == "coco":
-        from detectlab.data.coco import load_coco, with_absolute_paths
+    from detectlab.errors import ConfigError
+    from detectlab.registry import DATASET_FORMATS
 
-        # load_coco resolves and checks the image paths
-        return with_absolute_paths(read_coco_json(Path(source)), load_coco(Path(source), args.images))
-    if fmt == "voc":
-        return voc.read_voc(source, args.split, args.classes, args.images, args.annotations)
-    if fmt == "yolo":
-        return yolo.read_yolo(source, args.split, args.classes, args.images)
-    if fmt == "labelme":
-        return labelme.read_labelme(source, args.classes, args.images)
-    if fmt == "cvat":
-        return cvat.read_cvat(source, args.classes, args.images)
-    if fmt == "csv":
-        return csv_simple.read_csv(source, args.classes, args.images)
-    return via.read_via(source, args.classes, args.images, args.class_attribute, args.default_class)
+    read = DATASET_FORMATS.get(args.source_format).read
+    accepted = inspect.signature(read).parameters
+    values = {"split": args.split, "classes": args.classes, "images_dir": args.images, "annotations_dir": args.annotations,
+              "class_attribute": args.class_attribute, "default_class": args.default_class}
+    given = {k: v for k, v in values.items() if v is not None}
+    if args.source_format == "coco":  # from COCO, --split names the split written
+        given.pop("split", None)
+    for key in given:
+        if key not in accepted:
+            raise ConfigError(f"argument {READER_OPTIONS[key]}: not for --from {args.source_format}")
+    return read(args.input, **given)
 
 
 def convert(args) -> int:

@@ -20,7 +20,9 @@ from detectlab.registry import BACKBONES, DATASET_FORMATS, LOSSES, MODELS  # noq
 # Every built-in registers itself (registries, Keras serialisation) when imported:
 from detectlab.backbones import darknet, resnet, vgg  # noqa: E402,F401
 from detectlab.data import coco  # noqa: E402,F401
-from detectlab.data.importers import csv_simple, cvat, labelme, via, voc, yolo  # noqa: E402,F401
+from detectlab.data.importers import import_all_importers  # noqa: E402
+
+import_all_importers()
 from detectlab.layers import batch_norm, conv, nms, preprocess, proposals, rcnn_detections, regularizers, roi_align  # noqa: E402,F401
 from detectlab.layers import detection_targets, fpn_proposals, mrcnn_detections, pyramid_roi_align  # noqa: E402,F401
 from detectlab.layers import yolo as yolo_layers  # noqa: E402,F401

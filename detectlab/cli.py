@@ -93,6 +93,23 @@ def load_cli_config(config: str | None, overrides: list[str], fallback: Path | N
     return load_config(path, overrides)
 
 
+def other_dataset_overrides(recipe_data, data: str | None, images: str | None = None, val: str | None = None,
+                            val_images: str | None = None) -> list[str]:
+    """``--set`` items for ``--data`` / ``--val`` naming another dataset than the recipe's
+    (``recipe_data``, its ``data`` section): the recipe's image folders, splits and class list
+    describe its own dataset and are left out (images are then found where the file says, or
+    in ``--images`` / ``--val-images``)."""
+    def same(given, recipe) -> bool:
+        return recipe is not None and Path(given).resolve() == Path(recipe).resolve()
+
+    out = []
+    if data is not None and data != "shapes" and not same(data, recipe_data.train):
+        out += ([] if images is not None else ["data.images=null"]) + ["data.train_split=null", "data.classes=null"]
+    if val is not None and val.lower() not in ("none", "shapes") and not same(val, recipe_data.val):
+        out += ([] if val_images is not None else ["data.val_images=null"]) + ["data.val_split=null"]
+    return out
+
+
 def run_config_for(weights: str | None) -> Path | None:
     """``config.yaml`` of the run a checkpoint belongs to (``RUN/checkpoints/x.keras``)."""
     if not weights:

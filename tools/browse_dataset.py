@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectlab.cli import ArgumentParser, add_config_flags, load_cli_config, positive_int, run  # noqa: E402
+from detectlab.cli import (  # noqa: E402
+    ArgumentParser, add_config_flags, load_cli_config, other_dataset_overrides, positive_int, run,
+)
 
 
 def main() -> int:
@@ -39,6 +41,8 @@ def main() -> int:
 
     overrides = list(args.overrides) + [f"data.train={args.data}"] * bool(args.data)
     overrides += [f"data.images={args.images}"] * bool(args.images)
+    if args.data:
+        overrides += other_dataset_overrides(load_cli_config(args.config, []).data, args.data, args.images)
     cfg = load_cli_config(args.config, overrides)
     out = Path(args.out)
     for path in render_grids(cfg, out, args.num, args.columns, args.augment):

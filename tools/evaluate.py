@@ -23,13 +23,16 @@ from detectlab.cli import (  # noqa: E402
 )
 from detectlab.errors import ConfigError, DataError  # noqa: E402
 from detectlab.utils import atomic_write_json  # noqa: E402
+from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = ArgumentParser(description="COCO / VOC evaluation", prog="evaluate.py")
     add_config_flags(p)
     p.add_argument("--weights", help="model weights: a .keras checkpoint or any file train.py --weights takes (see its --help)")
-    p.add_argument("--data", help="COCO JSON to evaluate on, or 'shapes' (the recipe's validation split)")
+    p.add_argument("--cfg", help=CFG_HELP)
+    p.add_argument("--data", help="data to evaluate on, in any format train.py reads (COCO JSON, VOC folder, YOLO "
+                   "data.yaml, ...; images where the file says, or --images), or 'shapes' (the recipe's validation split)")
     p.add_argument("--images", help="image folder of --data")
     p.add_argument("--gt", help="ground-truth COCO JSON (score a results file, no model)")
     p.add_argument("--detections", help="COCO results JSON to score against --gt")
@@ -74,11 +77,9 @@ def evaluate_checkpoint(args, evaluators: dict):
     truth, the COCO results and the confusion-matrix score threshold."""
     import dataclasses
 
-    from detectlab.data.coco import load_coco
-    from detectlab.data.image_check import check_images
     from detectlab.data.loading import load_split
     from detectlab.evaluation.evaluate import Evaluator
-    from detectlab.models.loading import model_from_config
+    from detectlab.models.loading import model_and_config
     from detectlab.utils import atomic_write_json
 
     run_config = run_config_for(args.weights)
@@ -96,9 +97,13 @@ def evaluate_checkpoint(args, evaluators: dict):
         dataset = load_split(cfg, "val", workdir)
         if dataset is None:
             raise ConfigError("--data is required: the recipe has no validation split")
-    else:
-        dataset = check_images(load_coco(args.data, args.images, True, cfg.data.invalid_boxes), cfg.data.bad_images)
-    model = model_from_config(cfg, args.weights, dataset)
+    else:  # any format train.py reads; classes in the order the checkpoint was trained with
+        from detectlab.models.loading import saved_class_names
+
+        data = dataclasses.replace(cfg.data, val=args.data, val_images=args.images, val_split=None, val_fraction=0.0,
+                                   classes=saved_class_names(args.weights) or None)
+        dataset = load_split(dataclasses.replace(cfg, data=data), "val")
+    model, cfg, _ = model_and_config(cfg, args.weights, dataset, cfg_file=args.cfg)
     warn_if_classes_differ(args.weights, dataset)
     out = Path(args.out)
     evaluation = Evaluator(model, cfg, dataset).run(evaluators)

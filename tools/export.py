@@ -21,6 +21,7 @@ from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
 from detectlab.errors import ConfigError  # noqa: E402
+from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 LOW_SCORE = 0.01  # the SavedModel's second parity check when nothing passes the export's threshold
 
@@ -29,6 +30,7 @@ def parse_args(argv=None):
     p = ArgumentParser(description="export a model for TF Serving / TFLite", prog="export.py")
     add_config_flags(p)
     p.add_argument("--weights", required=True, help=".keras checkpoint, by-name .h5 or Darknet .weights")
+    p.add_argument("--cfg", help=CFG_HELP)
     p.add_argument("--format", required=True, choices=["saved_model", "tflite", "onnx"])
     p.add_argument("--out", help="output folder (default: export/<format> beside the run folder of --weights)")
     p.add_argument("--score", type=unit_float, help="default score threshold (default: predict.score_threshold)")
@@ -49,7 +51,7 @@ def main() -> int:
     from detectlab.data.coco import load_coco
     from detectlab.inference import export as ex
     from detectlab.inference.predictor import Predictor
-    from detectlab.models.loading import model_from_config
+    from detectlab.models.loading import model_and_config
     from detectlab.utils import atomic_write_json
 
     run_config = run_config_for(args.weights)
@@ -61,7 +63,7 @@ def main() -> int:
     if args.format == "tflite" and "int8" in types and not args.calibration:
         raise ConfigError("--quantize int8 needs --calibration DATA.json (training images for the representative dataset)")
     data = load_coco(args.data, args.images) if args.data else None
-    model = model_from_config(cfg, args.weights)
+    model, cfg, _ = model_and_config(cfg, args.weights, cfg_file=args.cfg)
     pr, size = cfg.predict, cfg.model.image_size
     score = args.score if args.score is not None else pr.score_threshold
     nms = args.nms if args.nms is not None else pr.nms_threshold
@@ -107,7 +109,12 @@ def main() -> int:
         path.write_bytes(ex.tflite_bytes(model, size, score, nms, max_det, dtype, calibration))
         detector = ex.TfliteDetector(path, size)
         if dtype == "int8":
-            print(ex.int8_report(predictor, detector, images, data))
+            line = ex.int8_report(predictor, detector, images)
+            if data is not None:
+                from detectlab.evaluation.evaluate import ap50_drop
+
+                line += "; " + ap50_drop(predictor, detector.predict, data)
+            print(line)
         else:
             compared = ex.check_parity(predictor, detector.predict, images, str(path))
         written[dtype] = path.name

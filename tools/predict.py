@@ -28,6 +28,7 @@ from detectlab.cli import (  # noqa: E402
     ArgumentParser, add_config_flags, load_cli_config, positive_int, run, run_config_for, unit_float,
 )
 from detectlab.errors import ConfigError, DataError  # noqa: E402
+from detectlab.weights.formats import CFG_HELP  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -59,30 +60,6 @@ def input_sources(items: list[str]) -> tuple[list[Path], list[Path | int]]:
     return paths, streams
 
 
-def coco_image_ids(paths: list[Path], annotation_file: str) -> list[int]:
-    """The ids of ``paths`` in a COCO file, matched by ``file_name`` (as written, or its
-    last path components)."""
-    from detectlab.data.coco import read_coco_json
-
-    data = read_coco_json(Path(annotation_file))
-    by_name = {}
-    for image in data["images"]:
-        name = Path(str(image.get("file_name", "")))
-        for k in range(1, len(name.parts) + 1):
-            by_name.setdefault(Path(*name.parts[-k:]), []).append(image["id"])
-    ids = []
-    for path in paths:
-        resolved = path.resolve()
-        matches = next((by_name[Path(*resolved.parts[-k:])] for k in range(len(resolved.parts), 0, -1)
-                        if Path(*resolved.parts[-k:]) in by_name), None)
-        if matches is None:
-            raise DataError(f"{path}: not among the images of {annotation_file} (no file_name matches)")
-        if len(set(matches)) > 1:
-            raise DataError(f"{path}: matches several images of {annotation_file} ({', '.join(map(str, matches[:3]))})")
-        ids.append(matches[0])
-    return ids
-
-
 def best_score(probe, images) -> float:
     """The highest score ``probe`` (a Predictor without a score threshold) gives ``images``."""
     return max((float(s) for det in probe.predict(images) for s in det.scores), default=0.0)
@@ -109,22 +86,26 @@ def main(argv=None) -> int:
     p.add_argument("--nms", type=unit_float, help="NMS IoU threshold (default: predict.nms_threshold)")
     p.add_argument("--max-detections", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--class-names", help="comma-separated class names (default: from the run's data)")
+    p.add_argument("--class-names", help="a names file (Darknet's coco.names: one per line; a YOLO data.yaml: its names) "
+                   "or names separated by commas (default: the model's own; COCO's for an 80-class file)")
+    p.add_argument("--cfg", help=CFG_HELP)
     p.add_argument("--data", help="COCO JSON the images belong to: results.json gets its image ids")
     p.add_argument("--max-frames", type=positive_int, help="frames per video / camera (default: a video's all; a camera until Ctrl-C)")
     args = p.parse_args(argv)
 
+    from detectlab.data.class_names import read_class_names
+    from detectlab.data.coco import coco_image_ids
     from detectlab.data.records import decode_rgb
     from detectlab.inference.predictor import Predictor, coco_entries
     from detectlab.inference.visualize import draw_detections, save_image
-    from detectlab.models.loading import model_from_config
+    from detectlab.models.loading import model_and_config
     from detectlab.utils import atomic_write_json
 
     paths, streams = input_sources(args.images)
     ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
-    model = model_from_config(cfg, args.weights)
-    names = args.class_names.split(",") if args.class_names else model.class_names
+    model, cfg, _ = model_and_config(cfg, args.weights, cfg_file=args.cfg)
+    names = read_class_names(args.class_names) if args.class_names else model.class_names
     if len(names) != model.num_classes:
         raise ConfigError(f"--class-names: {len(names)} names for a model with {model.num_classes} classes")
     pr = cfg.predict

@@ -17,11 +17,11 @@ if not __package__:  # run as a script from a clone, without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectlab.cli import (  # noqa: E402
-    ArgumentParser, add_config_flags, non_negative_int, positive_float, positive_int, run,
+    ArgumentParser, add_config_flags, non_negative_int, other_dataset_overrides, positive_float, positive_int, run,
 )
-from detectlab.config import load_config  # noqa: E402
+from detectlab.config import DataConfig, load_config  # noqa: E402
 from detectlab.errors import ConfigError  # noqa: E402
-from detectlab.weights.formats import WEIGHTS_HELP  # noqa: E402
+from detectlab.weights.formats import CFG_HELP, WEIGHTS_HELP  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -39,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=positive_float, help="learning rate")
     p.add_argument("--workers", type=non_negative_int, help="data loader processes (0: in the training process)")
     p.add_argument("--weights", help=WEIGHTS_HELP)
+    p.add_argument("--cfg", help=CFG_HELP)
     p.add_argument("--exclude", help="regex of layer names not to load from --weights (e.g. 'yolo_output_.*')")
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir from its last checkpoint")
     p.add_argument("--layers", help="trainable layers: a preset (all, heads, ...) or a regex; one stage")
@@ -50,7 +51,7 @@ def parse_args(argv=None):
 HOLDOUT = 0.1  # share of --data held out for validation when --val is not given
 
 
-def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0) -> list[str]:
+def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0, base_data=None) -> list[str]:
     if has_stages and args.layers is None:
         for flag in ("epochs", "lr"):
             if getattr(args, flag) is not None:
@@ -65,6 +66,8 @@ def overrides_from_flags(args, has_stages: bool, val_fraction: float = 0.0) -> l
         "precision": "train.precision", "layers": "train.layers",
     }
     out = [f"{key}={getattr(args, flag)}" for flag, key in mapping.items() if getattr(args, flag) is not None]
+    out += other_dataset_overrides(base_data if base_data is not None else DataConfig(), args.data, args.images,
+                                   args.val, args.val_images)
     if args.data == "shapes" and args.val is None:
         out.append("data.val=shapes")
     if args.val is not None:
@@ -88,11 +91,11 @@ def main(argv=None) -> int:
         raise ConfigError("--config is required (a recipe from models/), unless --resume continues a run")
     base = load_config(source)
     fraction = load_config(source, args.overrides).data.val_fraction
-    cfg = load_config(source, args.overrides + overrides_from_flags(args, bool(base.train.stages), fraction))
+    cfg = load_config(source, args.overrides + overrides_from_flags(args, bool(base.train.stages), fraction, base.data))
 
     from detectlab.training.runner import train
 
-    result = train(cfg, workdir, resume=args.resume, weights=args.weights, exclude=args.exclude)
+    result = train(cfg, workdir, resume=args.resume, weights=args.weights, exclude=args.exclude, cfg_file=args.cfg)
     print()
     if not result.chief:
         print("worker done: the chief wrote the run folder (checkpoints, logs, history, metrics)")

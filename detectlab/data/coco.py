@@ -29,8 +29,10 @@ def load_coco(
 ) -> DetectionDataset:
     """Read a COCO instances file (or an in-memory COCO dict, named by ``source``).
 
-    Images are looked up in ``images_dir``, else next to the JSON file, else in an
-    ``images/`` folder beside it (``file_name`` may also be absolute). Boxes partly outside
+    An image is ``file_name`` relative to ``images_dir`` when given (also its bare name
+    there), else relative to the JSON file (as ``datasets/convert.py`` writes it), else in an
+    ``images/`` folder beside the JSON; ``file_name`` may also be absolute. A missing image is an
+    error naming every place tried. Boxes partly outside
     their image are clipped; boxes of zero size or entirely outside are an error naming
     the annotation (or, with ``invalid_boxes="skip"``, dropped and counted in the log).
     """
@@ -50,7 +52,7 @@ def load_coco(
                 f"{path}: image id {img['id']} is used twice: {images[img['id']]['file_name']} and {img['file_name']}"
             )
         images[img["id"]] = img
-    root = _image_root(path, images_dir, [img["file_name"] for img in data["images"]])
+    places = image_places(path, images_dir)
 
     per_image: dict[int, list[dict]] = {i: [] for i in images}
     for ann in data["annotations"]:
@@ -67,13 +69,13 @@ def load_coco(
 
     records, skipped = [], 0
     for image_id, img in images.items():
-        record, dropped = _record(img, per_image[image_id], category_index, root, path, invalid_boxes)
+        record, dropped = _record(img, per_image[image_id], category_index, places, path, invalid_boxes)
         skipped += dropped
         if record.num_instances or include_empty_images:
             records.append(record)
     if skipped:
         log.warning("%s: skipped %d invalid boxes (data.invalid_boxes=skip)", path, skipped)
-    _check_files_exist(records, path)
+    _check_files_exist(records, path, places, {int(i["id"]): str(i["file_name"]) for i in data["images"]})
     dataset = DetectionDataset(
         records=records,
         class_names=[str(c.get("name", c["id"])) for c in categories],
@@ -85,6 +87,15 @@ def load_coco(
 
         dataset._coco = quiet_coco(data)
     return dataset
+
+
+def read_coco_source(path, images_dir=None) -> dict:
+    """A COCO file as a dict whose ``file_name`` entries are the absolute image paths
+    :func:`load_coco` finds (``datasets/convert.py`` reads every format this way)."""
+    return with_absolute_paths(read_coco_json(Path(path)), load_coco(Path(path), images_dir))
+
+
+load_coco.read = read_coco_source
 
 
 def write_coco(data: dict, out: str | os.PathLike) -> None:
@@ -140,22 +151,31 @@ def _require(entry: dict, keys: tuple[str, ...], path: Path, kind: str) -> None:
         raise DataError(f"{path}: {kind} {ident}: missing field '{missing[0]}'")
 
 
-def _image_root(path: Path, images_dir, file_names: list[str]) -> Path:
+def image_places(annotation_file: Path, images_dir=None):
+    """``file_name -> [candidate paths]`` in the order :func:`load_coco` tries them."""
+    json_dir = annotation_file.parent
     if images_dir is not None:
         root = Path(images_dir)
         if not root.is_dir():
             raise DataError(f"{root}: image folder not found")
-        return root
-    candidates = [path.parent, path.parent / "images"]
-    if not file_names:
-        return candidates[0]
-    for root in candidates:
-        if (root / file_names[0]).exists():
-            return root
-    return candidates[0]  # _check_files_exist reports what is missing
+
+    def places(file_name: str) -> list[Path]:
+        name = Path(file_name)
+        if name.is_absolute():
+            return [name] + ([root / name.name] if images_dir is not None else [])
+        found = [root / name, root / name.name] if images_dir is not None else []
+        return list(dict.fromkeys(found + [json_dir / name, json_dir / "images" / name]))
+
+    return places
 
 
-def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path: Path, invalid: str):
+def _image_path(places, file_name: str) -> str:
+    """The first existing candidate of ``file_name`` (else the first one, for the error)."""
+    candidates = places(file_name)
+    return str(next((c for c in candidates if c.is_file()), candidates[0]))
+
+
+def _record(img: dict, anns: list[dict], category_index: dict, places, path: Path, invalid: str):
     w, h = int(img["width"]), int(img["height"])
     boxes, class_ids, crowd, difficult, segs, ids, dropped = [], [], [], [], [], [], 0
     for ann in anns:
@@ -184,7 +204,7 @@ def _record(img: dict, anns: list[dict], category_index: dict, root: Path, path:
         ids.append(ann["id"])
     record = ImageRecord(
         image_id=int(img["id"]),
-        path=str(root / img["file_name"]),
+        path=_image_path(places, str(img["file_name"])),
         width=w,
         height=h,
         boxes=np.array(boxes, np.float32).reshape(-1, 4),
@@ -214,10 +234,39 @@ def _check_polygons(ann: dict, img: dict, path: Path) -> None:
             raise DataError(f"{where} {k} has a NaN or infinite value")
 
 
-def _check_files_exist(records: list[ImageRecord], path: Path) -> None:
-    missing = [r.path for r in records if not os.path.isfile(r.path)]
+def _check_files_exist(records: list[ImageRecord], path: Path, places, file_names: dict) -> None:
+    missing = [r for r in records if not os.path.isfile(r.path)]
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise DataError(
-            f"{path}: image file not found: {missing[0]}{more} (pass the image folder with --images)"
-        )
+        name = file_names[missing[0].image_id]
+        tried = ", ".join(str(p) for p in places(name))
+        more = f" ({len(missing) - 1} more images missing)" if len(missing) > 1 else ""
+        raise DataError(f"{path}: image '{name}' not found; tried {tried}{more} (pass the image folder with --images)")
+
+
+def coco_image_ids(paths, annotation_file) -> list[int]:
+    """The ids of image ``paths`` in a COCO file, matched by ``file_name`` (as written, or its
+    last path components)."""
+    data = read_coco_json(Path(annotation_file))
+    return match_file_names([str(p) for p in paths], data["images"], str(annotation_file), resolve=True)
+
+
+def match_file_names(names: list[str], images: list[dict], source: str, resolve: bool = False) -> list[int]:
+    """The id of the image in ``images`` (COCO ``images`` entries) that each of ``names`` is:
+    the entry whose ``file_name`` ends with the most path components of the name (``resolve``:
+    of the name's absolute path). A name matching none, or several images, is a ``DataError``."""
+    by_tail: dict[Path, list] = {}
+    for image in images:
+        parts = Path(str(image.get("file_name", ""))).parts
+        for k in range(1, len(parts) + 1):
+            by_tail.setdefault(Path(*parts[-k:]), []).append(image["id"])
+    ids = []
+    for name in names:
+        parts = (Path(name).resolve() if resolve else Path(name)).parts
+        matches = next((by_tail[Path(*parts[-k:])] for k in range(len(parts), 0, -1) if Path(*parts[-k:]) in by_tail), None)
+        if matches is None:
+            raise DataError(f"{name}: not among the images of {source} (no file_name matches)")
+        if len(set(matches)) > 1:
+            raise DataError(f"{name}: matches several images of {source} ({', '.join(map(str, matches[:3]))})")
+        ids.append(matches[0])
+    return ids
+

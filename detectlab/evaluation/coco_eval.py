@@ -31,7 +31,7 @@ def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: in
     from pycocotools.cocoeval import COCOeval
 
     coco_gt = gt if hasattr(gt, "getAnnIds") else quiet_coco(gt)
-    results = _check_results(coco_gt, results)
+    results = _check_results(coco_gt, ids_by_file_name(coco_gt, results))
     if iou_types is None:
         iou_types = ["bbox"] + (["segm"] if results and all("segmentation" in r for r in results) else [])
     metrics: dict = {"num_images": len(coco_gt.getImgIds()), "num_detections": len(results)}
@@ -57,6 +57,32 @@ def evaluate_results(gt, results: list[dict], iou_types=None, max_detections: in
     return metrics
 
 
+def ids_by_file_name(coco_gt, results: list[dict]) -> list[dict]:
+    """``results`` with the ground truth's ``image_id``s: when every result carries the
+    ``file_name`` of its image (``tools/predict.py`` writes it) and those name ground-truth
+    images (the entry whose ``file_name`` ends the same way), their ids are used wherever the
+    results' own differ (predict.py without ``--data`` numbers images by position), and the
+    log says so. Otherwise ``results`` as they are (:func:`_check_results` names an unknown id)."""
+    from detectlab.data.coco import match_file_names
+    from detectlab.utils import log
+
+    if not results or not all(isinstance(r, dict) and isinstance(r.get("file_name"), str) for r in results):
+        return results
+    names = sorted({r["file_name"] for r in results})
+    try:
+        ids = dict(zip(names, match_file_names(names, list(coco_gt.imgs.values()), "the ground truth")))
+    except DataError as exc:
+        if all(r.get("image_id") in coco_gt.imgs for r in results):
+            return results  # the ids are the ground truth's; the file names are some other path
+        raise DataError(f"results by file_name: {exc}") from None
+    changed = sum(r.get("image_id") != ids[r["file_name"]] for r in results)
+    if not changed:
+        return results
+    log.info("%d of %d results had image_ids that are not their images' in the ground truth: matched by file_name "
+             "(%d images)", changed, len(results), len(names))
+    return [{**r, "image_id": ids[r["file_name"]]} for r in results]
+
+
 def _check_results(coco_gt, results: list[dict]) -> list[dict]:
     known_images = set(coco_gt.getImgIds())
     known_categories = set(coco_gt.getCatIds())
@@ -74,7 +100,8 @@ def _check_results(coco_gt, results: list[dict]) -> list[dict]:
         if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             raise DataError(f"result {k}: 'bbox' must be 4 numbers [x, y, w, h], got {bbox!r}")
         if r["image_id"] not in known_images:
-            raise DataError(f"result {k}: image_id {r['image_id']} is not in the ground truth")
+            raise DataError(f"result {k}: image_id {r['image_id']} is not in the ground truth (results of "
+                            "tools/predict.py: pass the ground truth to it with --data, so it writes its ids)")
         if r["category_id"] not in known_categories:
             raise DataError(f"result {k}: category_id {r['category_id']} is not in the ground truth")
         seg = r.get("segmentation")

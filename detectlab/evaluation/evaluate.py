@@ -75,7 +75,7 @@ def evaluate_run(model, cfg: Config, dataset: DetectionDataset, workdir) -> dict
     model (what ``tools/evaluate.py --weights`` does), else ``model`` as it is. Writes
     ``metrics.json`` (with ``weights`` and ``epoch``), ``detections.json``, ``predictions.jpg``."""
     from detectlab.models.loading import model_from_config
-    from detectlab.training.callbacks import read_state
+    from detectlab.checkpoints import read_state
 
     workdir = Path(workdir)
     best = workdir / "checkpoints" / "best.keras"
@@ -112,3 +112,15 @@ def save_prediction_picture(dataset: DetectionDataset, detections: list[Detectio
     for i in range(min(count, len(dataset))):
         tiles.append(draw_detections(dataset.load_image(i), detections[i].above(threshold), dataset.class_names))
     save_image(path, grid(tiles, columns=min(4, len(tiles))))
+
+
+def ap50_drop(predictor, detect, dataset: DetectionDataset, name: str = "int8") -> str:
+    """COCO AP50 of ``detect`` (image -> :class:`Detections`, e.g. an int8 TFLite model) on
+    ``dataset`` next to ``predictor``'s (the Keras model's), in words."""
+    ap = {}
+    for who, detections in (("keras", predictor.predict_dataset(dataset)),
+                            (name, [detect(dataset.load_image(i)) for i in range(len(dataset))])):
+        metrics = evaluate_results(dataset.coco(), to_coco_results(dataset, detections), ["bbox"], predictor.max_detections)
+        ap[who] = metrics["bbox"]["AP50"]
+    return f"AP50 on {len(dataset)} images: keras {ap['keras']:.3f}, {name} {ap[name]:.3f} (drop {ap['keras'] - ap[name]:+.3f})"
+

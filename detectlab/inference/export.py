@@ -385,9 +385,9 @@ def parity_summary(images: list[np.ndarray], compared: int) -> str:
     return f"parity with Predictor checked on {len(images)} images ({sizes}): {compared} detections within 1 px"
 
 
-def int8_report(predictor: Predictor, detector: TfliteDetector, images: list[np.ndarray], dataset=None) -> str:
+def int8_report(predictor: Predictor, detector: TfliteDetector, images: list[np.ndarray]) -> str:
     """One line on an int8 model: how many of Predictor's detections it keeps (IoU >= 0.5, same
-    class) on ``images`` and, with ``dataset``, its COCO AP50 next to the Keras model's."""
+    class) on ``images`` (its COCO AP50 on data: :func:`detectlab.evaluation.evaluate.ap50_drop`)."""
     from detectlab.boxes import iou_matrix
 
     found = total = 0
@@ -397,16 +397,4 @@ def int8_report(predictor: Predictor, detector: TfliteDetector, images: list[np.
         if len(expected) and len(got):
             same = expected.class_ids[:, None] == got.class_ids[None]
             found += int(((iou_matrix(expected.boxes, got.boxes) >= 0.5) & same).any(1).sum())
-    line = f"int8: {found}/{total} of Predictor's detections on the check images found again (IoU >= 0.5, same class)"
-    if dataset is not None:
-        from detectlab.evaluation.coco_eval import evaluate_results
-        from detectlab.inference.predictor import to_coco_results
-
-        ap = {}
-        for name, detections in (("keras", predictor.predict_dataset(dataset)),
-                                 ("int8", [detector.predict(dataset.load_image(i)) for i in range(len(dataset))])):
-            metrics = evaluate_results(dataset.coco(), to_coco_results(dataset, detections), ["bbox"],
-                                       predictor.max_detections)
-            ap[name] = metrics["bbox"]["AP50"]
-        line += f"; AP50 on {len(dataset)} images: keras {ap['keras']:.3f}, int8 {ap['int8']:.3f} (drop {ap['keras'] - ap['int8']:+.3f})"
-    return line
+    return f"int8: {found}/{total} of Predictor's detections on the check images found again (IoU >= 0.5, same class)"

@@ -11,7 +11,7 @@ alternating loop trains it through an RPN view and a classifier view that share 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import keras
 import numpy as np
@@ -61,6 +61,12 @@ class FasterRCNNConfig(ModelConfig):
     imagenet_preprocessing: bool = True  # BGR + Caffe means (what ImageNet weights expect)
     width: float = 1.0  # channel multiplier (tests)
     resnet_stages: list[int] | None = None  # blocks per ResNet stage (tests); None: 50/101
+
+    # what a checkpoint's network was trained as: taken from the file over the recipe's values
+    TRAINED_WITH: ClassVar[tuple[str, ...]] = (
+        "backbone", "width", "resnet_stages", "anchor_scales", "anchor_ratios", "rpn_regr_std", "classifier_regr_std",
+        "pool_size", "imagenet_preprocessing",
+    )
 
 
 def box_coders(rpn_regr_std, classifier_regr_std) -> tuple[DeltaCoder, DeltaCoder]:

@@ -16,7 +16,7 @@ on the positive ROIs only (the mask loss never looks at the others).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import keras
 import numpy as np
@@ -79,6 +79,12 @@ class MaskRCNNConfig(ModelConfig):
     mask_pool_size: int = 14
     fc_size: int = 1024
     weight_decay: float = 1e-4  # L2 on every trained weight but batch-norm gamma/beta
+
+    # what a checkpoint's network was trained as: taken from the file over the recipe's values
+    TRAINED_WITH: ClassVar[tuple[str, ...]] = (
+        "backbone", "width", "resnet_stages", "fpn_channels", "anchor_scales", "anchor_ratios", "anchor_stride",
+        "rpn_bbox_std", "bbox_std", "pool_size", "mask_pool_size", "fc_size",
+    )
 
 
 @keras.saving.register_keras_serializable(package="detectlab")

@@ -8,7 +8,7 @@ with ``s = 32 / 2**L``. Layer names: ``darknet_*`` (body) and ``yolo_*`` (head).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import keras
 import numpy as np
@@ -43,6 +43,10 @@ class YoloConfig(ModelConfig):
     width: float = 1.0  # channel multiplier (tests shrink it; 1.0 is the real network)
     darknet_blocks: list[int] = field(default_factory=lambda: [1, 2, 8, 8, 4])
     l2: float = 5e-4  # kernel L2 of every convolution (logged as l2_loss)
+
+    # what a weights file's network was trained as: taken from the file (a Darknet .cfg, a
+    # checkpoint) over the recipe's values (detectlab.models.loading.adopt_file_settings)
+    TRAINED_WITH: ClassVar[tuple[str, ...]] = ("backbone", "width", "darknet_blocks", "anchors", "anchor_masks")
 
 
 @keras.saving.register_keras_serializable(package="detectlab")

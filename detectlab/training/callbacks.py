@@ -20,10 +20,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from detectlab.checkpoints import STATE_FILE, read_state
 from detectlab.errors import TrainingError
 from detectlab.utils import atomic_path, atomic_write_json, log
 
-STATE_FILE = "state.json"
 
 
 def _current_lr(model) -> float | None:
@@ -41,6 +41,27 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.on_train_batch_end(0, logs)
+
+
+class SmoothedPlateau(keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau`` watching an exponential moving average of its monitor:
+    ``s = smoothing * s + (1 - smoothing) * value`` over the epochs that log it (the others,
+    between evaluations, are skipped). Other callbacks still see the raw value."""
+
+    def __init__(self, smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.smoothing = smoothing
+        self.smoothed = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        value = logs.get(self.monitor)
+        if value is None:
+            return  # no evaluation this epoch: nothing to count
+        value = float(value)
+        self.smoothed = value if self.smoothed is None else self.smoothing * self.smoothed + (1 - self.smoothing) * value
+        logs[self.monitor] = self.smoothed
+        super().on_epoch_end(epoch, logs)
 
 
 @dataclass
@@ -167,13 +188,6 @@ def remove_partial_checkpoints(directory) -> int:
     if leftovers:
         log.info("removed %d unfinished checkpoint file(s) in %s", len(leftovers), directory)
     return len(leftovers)
-
-
-def read_state(directory) -> dict | None:
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
 
 
 def _finite(logs: dict) -> bool:

@@ -12,6 +12,7 @@ the stage was interrupted mid-way).
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,15 +21,17 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from detectlab.checkpoints import read_state
 from detectlab.config import Config
 from detectlab.data.generator import DetectionBatches
 from detectlab.data.loading import load_splits, resolve_class_weights, resolve_num_classes
 from detectlab.data.records import DetectionDataset
 from detectlab.data.transforms import build_pipeline
 from detectlab.errors import ConfigError, TrainingError, WeightsError
+from detectlab.models.loading import adopt_file_settings
 from detectlab.registry import MODELS
 from detectlab.training.callbacks import (
-    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, TensorBoardLogger, read_state,
+    AtomicCheckpoint, LearningRateLogger, NonFiniteLossGuard, SmoothedPlateau, TensorBoardLogger,
 )
 from detectlab.training.coco_callback import CocoEvaluation, CsvLogger
 from detectlab.training.devices import Cluster, cluster_error, finish_cluster, make_strategy, set_precision
@@ -38,8 +41,7 @@ from detectlab.training.optimizers import make_optimizer
 from detectlab.training.trainers import trainer_for
 from detectlab.utils import log
 from detectlab.weights.by_name import assign, read_keras_archive
-from detectlab.weights.formats import load_weights
-from detectlab.weights.imagenet import load_backbone_weights
+from detectlab.weights.formats import file_settings, load_backbone_weights, load_weights
 
 
 @dataclass
@@ -51,14 +53,27 @@ class TrainResult:
     chief: bool = True  # this process wrote the run folder (the others of a multi-worker run did not)
 
 
-def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None) -> TrainResult:
-    """Train ``cfg`` into ``workdir``. Under ``train.distribute: multi_worker`` every worker runs
-    this with the same recipe; only the chief writes ``workdir`` (the others write into a
-    temporary folder inside theirs, removed at the end), and a lost worker is a
-    :class:`~detectlab.errors.ClusterError` naming it. A process that trained in a cluster
-    must end with :func:`detectlab.training.devices.leave_cluster`."""
+def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = None, exclude: str | None = None,
+          cfg_file=None) -> TrainResult:
+    """Train ``cfg`` into ``workdir``. ``weights``: the file to start from (its network settings,
+    e.g. a Darknet ``.cfg``'s anchors, replace the recipe's:
+    :func:`detectlab.models.loading.adopt_file_settings`); ``cfg_file``: a Darknet ``.weights``
+    file's ``.cfg`` when it is not beside it.
+
+    Under ``train.distribute: multi_worker`` every worker runs this with the same recipe; only
+    the chief writes ``workdir`` (the others write into a temporary folder inside theirs,
+    removed at the end), and a lost worker is a :class:`~detectlab.errors.ClusterError` naming
+    it. A process that trained in a cluster must end with
+    :func:`detectlab.training.devices.leave_cluster`."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    multi_worker = cfg.train.distribute == "multi_worker"
+    cluster = Cluster.from_environment() if multi_worker else Cluster()
+    state = read_state(workdir / "checkpoints") if resume and cluster.chief else None  # only the chief has it
+    if resume and state is None and not multi_worker:  # before TensorFlow starts (a cluster checks once formed)
+        raise ConfigError(f"--resume: no checkpoint to resume from in {workdir / 'checkpoints'}")
+    if weights and not resume:  # a resumed run has its settings (and weights) already
+        cfg = adopt_file_settings(cfg, file_settings(weights, cfg_file), training=True)
     family = MODELS.get(cfg.model.family)
     family.check(cfg.model)
     trainer = trainer_for(family)
@@ -67,12 +82,10 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
 
     keras.utils.set_random_seed(cfg.train.seed)
     set_precision(cfg.train.precision)
-    multi_worker = cfg.train.distribute == "multi_worker"
-    cluster = Cluster.from_environment() if multi_worker else Cluster()
     strategy = make_strategy(cfg.train.distribute, cfg.train.mirrored_devices, cfg.train.cluster_timeout)
     scratch = None if cluster.chief else Path(tempfile.mkdtemp(prefix=f".worker{cluster.index}-", dir=workdir))
     try:
-        return _train(cfg, workdir, scratch, family, trainer, strategy, cluster, resume, weights, exclude)
+        return _train(cfg, workdir, scratch, family, trainer, strategy, cluster, state, resume, weights, exclude, cfg_file)
     except tf.errors.OpError as exc:
         error = cluster_error(exc, cluster, cfg.train.cluster_timeout)
         if error is None:
@@ -83,12 +96,12 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, strategy, cluster: Cluster, resume: bool,
-           weights: str | None, exclude: str | None) -> TrainResult:
+def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, strategy, cluster: Cluster,
+           state: dict | None, resume: bool, weights: str | None, exclude: str | None, cfg_file) -> TrainResult:
     chief = cluster.chief
     out = workdir if chief else scratch  # what this process writes: the run folder, or a folder nobody reads
     checkpoints = workdir / "checkpoints"
-    state = _resume_state(checkpoints, resume, strategy, chief)
+    state = _resume_state(state, checkpoints, resume, strategy, chief)
     layout = ReplicaLayout.of(strategy, cluster)
     if cfg.train.batch_size < layout.replicas:
         raise ConfigError(f"train.batch_size: {cfg.train.batch_size} images cannot feed {layout.replicas} replicas "
@@ -114,7 +127,7 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
         report = load_backbone_weights(model, cfg.model)
         log.info("backbone weights from %s: %s", cfg.model.backbone_weights, report.summary())
     if weights and state is None:
-        report = load_weights(model, weights, exclude)
+        report = load_weights(model, weights, exclude, cfg_file)
         log.info("weights from %s: %s", weights, report.summary())
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, layout)
@@ -139,6 +152,7 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
         log.info("stage %d/%d '%s': epochs %d-%d, lr %g, %d layers train (%s)", index + 1, len(cfg.stages()),
                  stage.name, initial + 1, end, stage.lr, len(trained), stage.layers)
         steps = stage.epochs * train_gen.steps()
+        log.info("learning rate: %s", describe_schedule(cfg.train, stage.lr, steps))
         with strategy.scope():
             trainer.compile(model, lambda: make_optimizer(cfg.train, stage.lr, steps), jit_compile)
         if not restored:
@@ -157,7 +171,7 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
             synced = True
         train_gen.set_epoch(initial)
         callbacks = make_callbacks(cfg, out, guard, resume or index > 0, initial * train_gen.steps(), index,
-                                   evaluation, monitors)
+                                   evaluation, monitors, (start, end))
         fit = trainer.fit(model, family, cfg, num_classes, train_gen, val_gen, end, initial, callbacks,
                           _verbosity(cfg.train.verbose))
         for key, values in fit.history.items():
@@ -178,10 +192,10 @@ def _train(cfg: Config, workdir: Path, scratch: Path | None, family, trainer, st
     return TrainResult(model=model, workdir=workdir, history=history, metrics=metrics, chief=chief)
 
 
-def _resume_state(checkpoints: Path, resume: bool, strategy, chief: bool) -> dict | None:
-    """``state.json`` of the run to resume (``None`` for a new run). In a multi-worker run only
-    the chief has it: the others get its epoch (their weights come from the chief later)."""
-    state = read_state(checkpoints) if resume and chief else None
+def _resume_state(state: dict | None, checkpoints: Path, resume: bool, strategy, chief: bool) -> dict | None:
+    """The chief's ``state.json`` (``state``; ``None`` for a new run) on every worker: in a
+    multi-worker run only the chief has it, the others get its epoch (their weights come from
+    the chief later)."""
     shared = from_chief(strategy, {"epoch": float(state["epoch"]) if state else -1.0})
     if resume and shared["epoch"] < 0:
         where = checkpoints if chief else "the chief's run folder"
@@ -221,9 +235,11 @@ def make_generators(cfg: Config, family, train_set: DetectionDataset, val_set: D
 
 
 def make_callbacks(cfg: Config, workdir: Path, guard, append: bool, start_step: int, stage: int,
-                   evaluation: CocoEvaluation | None, monitors) -> list:
+                   evaluation: CocoEvaluation | None, monitors, stage_epochs: tuple[int, int] = (0, 1)) -> list:
     """The callbacks of a stage, writing into ``workdir``. Every worker of a multi-worker run
-    gets the same ones (their logs are the same, so they stop and change the rate together)."""
+    gets the same ones (their logs are the same, so they stop and change the rate together).
+    ``stage_epochs``: the stage's ``(first, end)`` epoch indices (EarlyStopping waits for its
+    first ``min_stage_fraction``; the plateau's patience scales with its evaluations)."""
     t = cfg.train
     callbacks: list = [LearningRateLogger(), guard]
     if evaluation is not None and evaluation.interval:
@@ -240,13 +256,33 @@ def make_callbacks(cfg: Config, workdir: Path, guard, append: bool, start_step: 
         CsvLogger(str(csv), append=True, later=evaluation.names() if evaluation else ()),
         AtomicCheckpoint(workdir / "checkpoints", t.checkpoint_keep, monitors.checkpoint.name, guard, {"stage": stage}, monitors.checkpoint.mode),
     ]
+    first, end = stage_epochs
     if monitors.plateau is not None:
         p, m = t.reduce_lr_on_plateau, monitors.plateau
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=m.name, mode=m.mode, factor=p.factor, patience=p.patience, min_lr=p.min_lr, verbose=1))
+        coco = evaluation is not None and m.name in evaluation.names()  # logged every eval.interval epochs
+        evaluations = (end - first) // max(1, cfg.eval.interval) if coco else end - first
+        patience = max(p.patience, math.ceil(p.patience_fraction * evaluations))
+        callbacks.append(SmoothedPlateau(p.smoothing, monitor=m.name, mode=m.mode, factor=p.factor, patience=patience,
+                                         min_lr=p.min_lr, verbose=1))
+        log.info("ReduceLROnPlateau on %s%s: x%g after %d evaluations without improvement", m.name,
+                 f" (moving average, smoothing {p.smoothing:g})" if p.smoothing else "", p.factor, patience)
     if monitors.early_stopping is not None:
         e, m = t.early_stopping, monitors.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience, min_delta=e.min_delta, verbose=1))
+        wait = first + math.ceil(e.min_stage_fraction * (end - first))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=m.name, mode=m.mode, patience=e.patience,
+                                                       min_delta=e.min_delta, start_from_epoch=wait, verbose=1))
+        log.info("EarlyStopping on %s: patience %d evaluations, counting from epoch %d (stage epochs %d-%d)",
+                 m.name, e.patience, wait + 1, first + 1, end)
     return callbacks
+
+
+def describe_schedule(t, lr: float, steps: int) -> str:
+    """One line: what the optimizer's learning rate does over a stage of ``steps`` steps."""
+    warm = f"linear warm-up over {t.warmup_steps} steps, then " if t.warmup_steps else ""
+    if t.lr_schedule == "cosine":
+        return f"{warm}cosine decay from {lr:g} to 0 over {max(1, steps - t.warmup_steps)} steps"
+    plateau = " (ReduceLROnPlateau may lower it)" if t.reduce_lr_on_plateau is not None else ""
+    return f"{warm}constant {lr:g}{plateau}"
 
 
 def _verbosity(verbose: int) -> int:

@@ -101,14 +101,46 @@ def read_h5(path) -> dict[str, list[np.ndarray]]:
         return {k: v for k, v in out.items() if v}
 
 
+# root attribute of our .h5 files: the model's class name and config (its anchors, masks,
+# classes, ...), as a .keras archive's config.json holds them
+MODEL_CONFIG_ATTR = "detectlab_model_config"
+
+
+def saved_model_config(path) -> dict | None:
+    """``{"class_name", "config"}`` of the model a ``.keras`` archive or one of our ``.h5``
+    files was saved from (None for other files)."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                saved = json.loads(archive.read("config.json"))
+        else:
+            with h5py.File(path, "r") as f:
+                if MODEL_CONFIG_ATTR not in f.attrs:
+                    return None
+                saved = json.loads(_text(f.attrs[MODEL_CONFIG_ATTR]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path}: not a readable {'Keras archive' if path.suffix == '.keras' else 'HDF5 file'} "
+                           f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("config"), dict) else None
+
+
 def save_h5(model, path) -> None:
-    """Write ``model``'s weights in the classic by-name layout, atomically."""
+    """Write ``model``'s weights in the classic by-name layout, atomically (with its model
+    config under :data:`MODEL_CONFIG_ATTR` when it is a detectlab model)."""
+    import json
+
     with atomic_path(path, Path(path).suffix) as tmp:
         with h5py.File(tmp, "w") as f:
             named = [layer for layer in named_layers(model) if layer.weights]
             f.attrs["layer_names"] = [layer.name.encode() for layer in named]
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = b"3"
+            if hasattr(model, "constructor_args"):
+                f.attrs[MODEL_CONFIG_ATTR] = json.dumps({"class_name": type(model).__name__, "config": model.get_config()})
             for layer in named:
                 g = f.create_group(layer.name)
                 weight_names = [f"{layer.name}/{_short_name(w)}:0" for w in layer.weights]

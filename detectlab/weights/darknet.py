@@ -71,12 +71,20 @@ def read_darknet(path) -> tuple[tuple[int, int, int, int], np.ndarray]:
     return (int(major), int(minor), int(revision), seen), np.frombuffer(body, np.float32)
 
 
-def load_darknet_weights(model, path) -> LoadReport:
-    """Fill ``model``'s convolutions (and batch norms) from a Darknet file, in order."""
+def load_darknet_weights(model, path, network=None) -> LoadReport:
+    """Fill ``model``'s convolutions (and batch norms) from a Darknet file, in order.
+
+    With ``network`` (the file's ``.cfg``, :func:`detectlab.weights.darknet_cfg.read_darknet_cfg`)
+    the model's layers are checked against it and the file's size must be exactly what it
+    describes (or its first convolutions, for a backbone file); output convolutions of
+    another class count are left out and reported. Without it, the class count of the
+    file's outputs is worked out from its size."""
     _, data = read_darknet(path)
     layers = darknet_convolutions(model)
     if not layers:
         raise WeightsError(f"{path}: the model has no Darknet-style layers (is it a YOLO model?)")
+    if network is not None:
+        return _load_with_cfg(layers, data, path, network)
     sizes = [_conv_size(conv, bn) for conv, bn in layers]
     body = sum(1 for conv, _ in layers if conv.name.startswith("darknet_"))
     report = LoadReport()
@@ -85,7 +93,7 @@ def load_darknet_weights(model, path) -> LoadReport:
         count = body
         report.missing = [conv.name for conv, _ in layers[body:]]
     elif data.size != sum(sizes):
-        sizes = _sizes_for_other_classes(model, layers, sizes, data.size)
+        sizes, _ = _sizes_for_other_classes(model, layers, sizes, data.size)
         if sizes is None:
             raise WeightsError(
                 f"{path}: holds {data.size} parameters; this model needs {sum(_conv_size(c, b) for c, b in layers)} "
@@ -99,16 +107,77 @@ def load_darknet_weights(model, path) -> LoadReport:
         if size != _conv_size(conv, bn):
             report.excluded.append(conv.name)  # an output trained for another class count
             continue
-        _set_conv(conv, bn, chunk)
+        _set_conv(conv, bn, chunk, path)
         report.loaded.append(conv.name)
     return report
 
 
+def check_layers_against_cfg(layers, network, source) -> None:
+    """Each of the model's ``(conv, bn)`` pairs must be the ``.cfg``'s convolution at the same
+    position (an output convolution may have another number of filters: another class count)."""
+    where = f"{source} ({Path(network.path).name})"
+    if len(layers) != len(network.convolutions):
+        raise WeightsError(
+            f"{where}: the .cfg has {len(network.convolutions)} convolutions and {len(network.outputs)} outputs; "
+            f"the model has {len(layers)}: the recipe's model.backbone does not describe this network "
+            f"(it is a {'YOLOv3-tiny' if network.backbone == 'darknet_tiny' else 'YOLOv3'})"
+        )
+    for k, ((conv, bn), cfg_conv) in enumerate(zip(layers, network.convolutions)):
+        kh, kw, cin, cout = conv.kernel.shape
+        output = bool(_OUTPUT.match(conv.name))
+        same = ((kh, kw, cin) == (cfg_conv.size, cfg_conv.size, cfg_conv.in_channels) and conv.strides[0] == cfg_conv.stride
+                and (bn is not None) == cfg_conv.batch_norm and (output or cout == cfg_conv.filters))
+        if not same:
+            ours = f"{kh}x{kw} stride {conv.strides[0]}, {cin} -> {cout} channels, {'batch norm' if bn is not None else 'bias'}"
+            raise WeightsError(
+                f"{Path(network.path).name}:{cfg_conv.line}: convolution {k} is {cfg_conv.describe()}, but the model's "
+                f"{conv.name} is {ours}: the recipe (model.backbone, width) does not describe this .cfg"
+            )
+
+
+def _load_with_cfg(layers, data: np.ndarray, path, network) -> LoadReport:
+    check_layers_against_cfg(layers, network, path)
+    sizes = network.parameter_counts()
+    ends = np.cumsum(sizes).tolist()
+    if data.size not in ends:
+        nbytes = Path(path).stat().st_size
+        header = nbytes - 4 * data.size
+        raise WeightsError(
+            f"{path}: {nbytes:,} bytes, but {Path(network.path).name} describes {ends[-1]:,} float32 parameters after "
+            f"the {header}-byte header ({header + 4 * ends[-1]:,} bytes, or the first convolutions of that for a "
+            "backbone file): the file is cut short or belongs to another .cfg"
+        )
+    count = ends.index(data.size) + 1
+    report, offset = LoadReport(), 0
+    for (conv, bn), size in zip(layers[:count], sizes):
+        chunk = data[offset : offset + size]
+        offset += size
+        if size != _conv_size(conv, bn):
+            report.excluded.append(conv.name)  # an output trained for another class count
+            continue
+        _set_conv(conv, bn, chunk, path)
+        report.loaded.append(conv.name)
+    report.missing = [conv.name for conv, _ in layers[count:]]
+    return report
+
+
+def darknet_class_count(model, path) -> int | None:
+    """The class count of a whole-network Darknet file of ``model``'s architecture (built for
+    any class count), worked out from the file's size; None when no count fits."""
+    _, data = read_darknet(path)
+    layers = darknet_convolutions(model)
+    sizes = [_conv_size(conv, bn) for conv, bn in layers]
+    if data.size == sum(sizes):
+        return model.num_classes
+    return _sizes_for_other_classes(model, layers, sizes, data.size)[1]
+
+
 def _sizes_for_other_classes(model, layers, sizes, total):
-    """Per-conv sizes if the file's outputs were trained for another class count, else None."""
+    """``(per-conv sizes, class count)`` if the file's outputs were trained for another class
+    count, else ``(None, None)``."""
     masks = model.constructor_args.get("anchor_masks") if hasattr(model, "constructor_args") else None
     if not masks:
-        return None
+        return None, None
     outputs = {i: int(_OUTPUT.match(conv.name).group(1)) for i, (conv, _) in enumerate(layers) if _OUTPUT.match(conv.name)}
     fixed = sum(s for i, s in enumerate(sizes) if i not in outputs)
     per_class = base = 0
@@ -119,19 +188,26 @@ def _sizes_for_other_classes(model, layers, sizes, total):
         base += anchors * 5 * (cin * kh * kw + 1)
     remaining = total - fixed - base
     if remaining <= 0 or remaining % per_class:
-        return None
+        return None, None
     classes = remaining // per_class
     out = list(sizes)
     for i, level in outputs.items():
         out[i] = _conv_size(layers[i][0], None, filters=len(masks[level]) * (5 + classes))
-    return out
+    return out, classes
 
 
-def _set_conv(conv, bn, chunk: np.ndarray) -> None:
+def _set_conv(conv, bn, chunk: np.ndarray, source) -> None:
     kh, kw, cin, cout = conv.kernel.shape
     offset = 0
+    if not np.isfinite(chunk).all():
+        raise WeightsError(f"{source}: non-finite values where {conv.name} is read: a damaged file or another network")
     if bn is not None:
         beta, gamma, mean, var = (chunk[offset + k * cout : offset + (k + 1) * cout] for k in range(4))
+        if (var < 0).any():  # what a read shifted by a wrong layout finds first
+            raise WeightsError(
+                f"{source}: negative batch-norm variance where {conv.name} is read: the file does not follow this "
+                "network's layout (cut short, or another architecture or class count)"
+            )
         offset += 4 * cout
         bn.set_weights([darknet_gamma_to_keras(gamma, var, bn.epsilon), beta, mean, var])
         bias = None

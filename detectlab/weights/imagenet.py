@@ -115,13 +115,3 @@ def load_imagenet_backbone(model, backbone: str) -> LoadReport:
     """Load ``backbone``'s ImageNet file into ``model`` (its other layers are left as they are)."""
     path = imagenet_file(backbone)
     return assign(model, read_imagenet(path, model), str(path))
-
-
-def load_backbone_weights(model, model_config) -> LoadReport:
-    """``model_config.backbone_weights``: ``imagenet`` or a weights file (by name)."""
-    source = model_config.backbone_weights
-    if source == "imagenet":
-        return load_imagenet_backbone(model, getattr(model_config, "backbone", model_config.family))
-    from detectlab.weights.formats import load_weights  # formats reads Keras' ResNet names through this module
-
-    return load_weights(model, source)

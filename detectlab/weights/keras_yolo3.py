@@ -85,3 +85,26 @@ def load_keras_yolo3(model, weights: dict, source: str, exclude: str | None = No
     for layer, arrays in updates:
         layer.set_weights(arrays)
     return report
+
+
+# keras-yolo3 (like Darknet's YOLOv3 and YOLOv3-tiny) gives every output scale three anchors
+KERAS_YOLO3_ANCHORS_PER_OUTPUT = 3
+
+
+def keras_yolo3_class_count(path) -> int | None:
+    """The class count of a keras-yolo3 ``.h5`` (its output convolutions, the ones with a
+    bias, have ``3 * (5 + C)`` filters); None for other files."""
+    from detectlab.weights.by_name import read_h5
+
+    try:
+        weights = read_h5(path)
+    except WeightsError:
+        return None
+    if not is_auto_named(weights):
+        return None
+    outputs = [arrays[0].shape[-1] for name, arrays in _in_creation_order(weights, "conv2d") if len(arrays) == 2]
+    counts = {filters // KERAS_YOLO3_ANCHORS_PER_OUTPUT - 5 for filters in outputs
+              if filters % KERAS_YOLO3_ANCHORS_PER_OUTPUT == 0}
+    if len(counts) != 1 or len(outputs) not in (2, 3) or min(counts) < 1:
+        raise WeightsError(f"{path}: keras-yolo3 output convolutions of {outputs} filters: not 3 x (5 + classes) each")
+    return counts.pop()

@@ -100,7 +100,7 @@ def test_invalid_boxes_can_be_skipped_explicitly(tmp_path):
 def test_missing_and_corrupt_images(tmp_path):
     path = write_fixture(tmp_path)
     (tmp_path / "b.png").unlink()
-    with pytest.raises(DataError, match=r"image file not found: .*b\.png \(pass the image folder with --images\)"):
+    with pytest.raises(DataError, match=r"image 'b\.png' not found; tried .*b\.png, .*images/b\.png \(pass the image folder with --images\)"):
         load_coco(path)
     path = write_fixture(tmp_path)
     (tmp_path / "b.png").write_bytes(b"not an image")

@@ -103,8 +103,9 @@ def test_best_keras_is_the_epoch_of_the_highest_val_ap50(tmp_path):
 
 
 def test_early_stopping_and_plateau_on_ap_from_the_runner(tmp_path, tiny_cfg):
-    cfg = tiny_cfg("train.monitor=val_AP50", "train.early_stopping={patience: 2}",
-                   "train.reduce_lr_on_plateau={patience: 1, factor: 0.5}", "train.lr_schedule=constant")
+    cfg = tiny_cfg("train.monitor=val_AP50", "train.early_stopping={patience: 2, min_stage_fraction: 0}",
+                   "train.reduce_lr_on_plateau={patience: 1, factor: 0.5, smoothing: 0, patience_fraction: 0}",
+                   "train.lr_schedule=constant")  # the raw values (smoothing: tests/tools/test_users_files.py)
     monitors = resolve_monitors(cfg, {"loss", "val_loss", *EVAL_NAMES}, True)
     made = make_callbacks(cfg, tmp_path, NonFiniteLossGuard(), False, 0, 0, None, monitors)
     wanted = [cb for cb in made if isinstance(cb, (AtomicCheckpoint, keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]

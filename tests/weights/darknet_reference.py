@@ -105,13 +105,13 @@ def darknet_forward(sections, image, rng, params=None, keras_bn=False):
     for kind, o in sections:
         if kind == "convolutional":
             f, size, stride = int(o["filters"]), int(o["size"]), int(o["stride"])
-            pad = size // 2 if int(o["pad"]) else 0
+            pad = size // 2 if int(o.get("pad", 0)) else 0
             if draw:
                 kernel = rng.normal(0, 0.1 / np.sqrt(size * size * x.shape[-1]), (f, x.shape[-1], size, size))
             else:
                 kernel = params[n][-1]
             y0 = _conv2d(x, kernel, stride, pad)
-            if int(o["batch_normalize"]):
+            if int(o.get("batch_normalize", 0)):
                 if draw:
                     mean = y0.mean((0, 1)) + rng.normal(0, 0.05, f) * y0.std((0, 1))
                     # at least a tenth of the mean square: no catastrophic cancellation
@@ -152,3 +152,91 @@ def relative(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+
+
+def read_weights(path, sections, channels=3):
+    """A Darknet ``.weights`` file as ``darknet_forward``'s params, walking ``sections`` for
+    each convolution's input channels (header: int32 major, minor, revision; seen int64 from 0.2)."""
+    raw = open(path, "rb").read()
+    major, minor = np.frombuffer(raw[:8], np.int32)
+    values = np.frombuffer(raw[20 if major * 10 + minor >= 2 else 16:], np.float32).astype(np.float64)
+    outs, current, offset, params = [], channels, 0, []
+
+    def take(n):
+        nonlocal offset
+        chunk = values[offset : offset + n]
+        offset += n
+        return chunk
+
+    for kind, o in sections:
+        if kind == "convolutional":
+            f, size = int(o["filters"]), int(o["size"])
+            head = [take(f) for _ in range(4 if int(o.get("batch_normalize", 0)) else 1)]
+            params.append((*head, take(f * current * size * size).reshape(f, current, size, size)))
+            current = f
+        elif kind == "route":
+            idx = [int(i) for i in o["layers"].split(",")]
+            current = sum(outs[i if i >= 0 else len(outs) + i] for i in idx)
+        outs.append(current)
+    assert offset == values.size, f"{path}: {values.size - offset} values left over"
+    return params
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def yolo_detections(yolo_inputs, yolo_options, size, thresh, nms):
+    """Darknet's ``get_yolo_detections`` + ``do_nms_sort`` for a square ``size`` network input:
+    ``[(class, prob, x1, y1, x2, y2)]`` in input pixels, boxes clipped to the input.
+
+    ``yolo_inputs``: each ``[yolo]``'s input ``(H, W, A * (5 + C))``; ``yolo_options``: its
+    ``mask``, ``anchors`` (text, as in the .cfg) and ``classes``. A box's class probability
+    is ``objectness * sigmoid(class)``; per class, boxes are taken by falling probability and
+    each suppresses the later ones whose IoU with it exceeds ``nms``."""
+    boxes, probs = [], []
+    for x, o in zip(yolo_inputs, yolo_options):
+        mask = [int(m) for m in o["mask"].split(",")]
+        flat = [float(v) for v in o["anchors"].split(",")]
+        anchors = np.array(flat).reshape(-1, 2)[mask]
+        classes = int(o["classes"])
+        h, w = x.shape[:2]
+        t = x.reshape(h, w, len(mask), 5 + classes)
+        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        cx = (cols[..., None] + _sigmoid(t[..., 0])) / w
+        cy = (rows[..., None] + _sigmoid(t[..., 1])) / h
+        bw = np.exp(t[..., 2]) * anchors[:, 0] / size
+        bh = np.exp(t[..., 3]) * anchors[:, 1] / size
+        prob = _sigmoid(t[..., 4:5]) * _sigmoid(t[..., 5:])
+        boxes.append(np.stack([cx, cy, bw, bh], -1).reshape(-1, 4))
+        probs.append(prob.reshape(-1, classes))
+    return nms_sort(np.concatenate(boxes), np.concatenate(probs), size, thresh, nms)
+
+
+def nms_sort(boxes, probs, size, thresh, nms):
+    """Darknet's ``do_nms_sort`` over ``boxes (N, 4)`` cx, cy, w, h normalised and ``probs
+    (N, C)``: probabilities not above ``thresh`` are 0; per class, by falling probability, each
+    box suppresses the later ones whose IoU with it exceeds ``nms``. Returns
+    ``[(class, prob, x1, y1, x2, y2)]`` in input pixels, clipped to the input."""
+    probs = np.where(probs > thresh, probs, 0)
+
+    def iou(a, b):
+        ix = np.maximum(0, np.minimum(a[0] + a[2] / 2, b[:, 0] + b[:, 2] / 2) - np.maximum(a[0] - a[2] / 2, b[:, 0] - b[:, 2] / 2))
+        iy = np.maximum(0, np.minimum(a[1] + a[3] / 2, b[:, 1] + b[:, 3] / 2) - np.maximum(a[1] - a[3] / 2, b[:, 1] - b[:, 3] / 2))
+        inter = ix * iy
+        return inter / (a[2] * a[3] + b[:, 2] * b[:, 3] - inter)
+
+    out = []
+    for k in range(probs.shape[1]):
+        order = np.argsort(-probs[:, k], kind="stable")
+        order = order[probs[order, k] > 0]
+        alive = np.ones(len(order), bool)
+        for i in range(len(order)):
+            if not alive[i]:
+                continue
+            a = boxes[order[i]]
+            out.append((k, probs[order[i], k], *np.clip(
+                [(a[0] - a[2] / 2) * size, (a[1] - a[3] / 2) * size, (a[0] + a[2] / 2) * size, (a[1] + a[3] / 2) * size], 0, size)))
+            later = np.arange(len(order)) > i
+            alive &= ~(later & (iou(a, boxes[order]) > nms))
+    return sorted(out, key=lambda d: -d[1])

@@ -19,7 +19,8 @@ from detectlab.registry import BACKBONES
 from detectlab.utils import named_layers
 from detectlab.weights import imagenet
 from detectlab.weights.formats import load_weights
-from detectlab.weights.imagenet import IMAGENET_FILES, load_backbone_weights, load_imagenet_backbone
+from detectlab.weights.formats import load_backbone_weights
+from detectlab.weights.imagenet import IMAGENET_FILES, load_imagenet_backbone
 from tests.conftest import INSTANT
 from tests.weights.keras2_h5 import write_keras2_h5
 

@@ -95,7 +95,10 @@ def test_keras_yolo3_file_loads_by_structure_and_gives_its_outputs(kind, whole_m
 
 
 def test_users_own_class_count_loads_all_but_the_outputs(tiny_cfg, tmp_path):
+    from detectlab.weights.keras_yolo3 import keras_yolo3_class_count
+
     cfg, path, _, _ = fixture(tiny_cfg, tmp_path, "yolov3", file_classes=80)
+    assert keras_yolo3_class_count(path) == 80  # what predict / evaluate build for the file alone
     model = MODELS.get("yolov3").build(cfg, 3, None)
     before = model.get_layer("yolo_output_1").kernel.numpy().copy()
     report = load_weights(model, path)

@@ -149,4 +149,15 @@ def register_loader(name: str, read):
 
     load.__name__ = load.__qualname__ = f"load_{name}"
     load.__doc__ = f"``{read.__name__}(path, ...)`` as a validated :class:`DetectionDataset`."
+    load.read = read  # the COCO dict with absolute image paths (datasets/convert.py)
     return DATASET_FORMATS.register(name, load)
+
+
+def import_all_importers() -> None:
+    """Import every module of this package, so each registers its format: a new format is one
+    importer file here."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")

@@ -28,6 +28,7 @@ import numpy as np
 from detectlab.data.importers import (
     IMAGE_SUFFIXES, coco_dict, image_size, number, parse_classes, polygon_fields, register_loader,
 )
+from detectlab.data.class_names import names_from_yaml_value
 from detectlab.data.records import DetectionDataset
 from detectlab.errors import DataError
 from detectlab.utils import log
@@ -129,7 +130,7 @@ def _from_yaml(path: Path, split: str) -> tuple[list[Path], list[str]]:
             images += _list_file(target)
         else:
             raise DataError(f"{path}: {split}: {target} is neither a folder nor a list file")
-    return images, _names(spec.get("names"), path)
+    return images, names_from_yaml_value(spec.get("names"), path)
 
 
 def _list_file(path: Path) -> list[Path]:
@@ -145,20 +146,6 @@ def _list_file(path: Path) -> list[Path]:
             raise DataError(f"{path}:{lineno}: image not found: {candidates[0]}")
         images.append(image_path)
     return images
-
-
-def _names(names, path: Path) -> list[str]:
-    if isinstance(names, list) and names:
-        return [str(n) for n in names]
-    if isinstance(names, dict) and names:
-        try:
-            ids = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: names keys must be class ids 0, 1, ...") from None
-        if ids != list(range(len(ids))):
-            raise DataError(f"{path}: names ids must be 0..{len(ids) - 1} without gaps, got {ids}")
-        return [str(names.get(k, names.get(str(k)))) for k in ids]
-    raise DataError(f"{path}: 'names' must be a non-empty list or {{id: name}} mapping")
 
 
 def _read_labels(path: Path, names: list[str] | None, width: int, height: int) -> list[dict]:
