@@ -81,9 +81,16 @@ class Cluster:
                     f"start every worker with the same TF_CONFIG, and check the address can be reached from here")
         if "heartbeat" in text or "unhealthy" in text:
             return f"multi_worker: {names} stopped (no heartbeat): the run stops; restart every worker with --resume"
-        reason = re.sub(r"\{\{[^}]*\}\}\s*", "", text)  # TensorFlow's {{function_node ...}} tags
-        reason = next((line.strip() for line in reason.splitlines() if line.strip()), type(exc).__name__)
-        return f"multi_worker: lost contact with {names} ({reason[:160]}); restart every worker with --resume"
+        return f"multi_worker: lost contact with {names} ({_reason(text, exc)}); restart every worker with --resume"
+
+
+def _reason(text: str, exc: BaseException) -> str:
+    """The first line of a TensorFlow error that says what happened (not its "Graph execution
+    error:" heading, the "Detected at node" call stack or a ``{{function_node ...}}`` tag)."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    skip = ("Graph execution error", "Detected at node", "File \"")
+    lines = (line.strip() for line in text.splitlines())
+    return next((line for line in lines if line and not line.startswith(skip)), type(exc).__name__)[:160]
 
 
 _CLUSTER_JOINED = False  # this process started a multi-worker TensorFlow server (leave with leave_cluster)
@@ -91,12 +98,17 @@ _CLUSTER_JOINED = False  # this process started a multi-worker TensorFlow server
 
 def leave_cluster(code: int) -> None:
     """End a process that joined a multi-worker cluster now, with exit ``code`` (streams
-    flushed): TensorFlow's own teardown may wait forever for a chief that already left.
-    Returns (does nothing) in a process that joined none."""
+    flushed, loader processes killed): TensorFlow's own teardown may wait forever for a chief
+    that already left. Returns (does nothing) in a process that joined none."""
     if not _CLUSTER_JOINED:
         return
     import logging
+    import multiprocessing
 
+    # os._exit skips multiprocessing's exit handler, so a loader process would outlive us (the
+    # SIGTERM that handler sends did not end one forked from a worker: it is killed)
+    for child in multiprocessing.active_children():
+        child.kill()
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

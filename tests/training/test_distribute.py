@@ -164,10 +164,27 @@ def workdirs(tmp_path, shapes_dir, link=True):
     return dirs
 
 
+def processes_of(folder: Path) -> list[str]:
+    """Command lines of the processes still running with ``folder`` in them (workers, their
+    loader processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and f"{folder}/" in command:
+            found.append(command)
+    return found
+
+
 def test_two_worker_processes_train_together(tmp_path, shapes_dir):
     dirs = workdirs(tmp_path, shapes_dir)
-    procs, addresses = start_workers(lambda i: train_argv(dirs[i], "yolov3_tiny_instant.yaml", "--epochs", "2"))
-    outputs = finish(procs, timeout=600)  # every worker exits when the run ends
+    # each worker reads its shard with its own loader process
+    procs, addresses = start_workers(lambda i: train_argv(dirs[i], "yolov3_tiny_instant.yaml", "--epochs", "2",
+                                                          "--workers", "1", "--set", "train.use_multiprocessing=true"))
+    outputs = finish(procs, timeout=600)  # every worker exits when the run ends, its loader too
+    assert not processes_of(tmp_path)
     for code, _, err in outputs:
         assert code == 0, err[-3000:]
         assert "global batch 8 = 2 replicas x 4 images per replica (2 workers x 1 replica" in err
@@ -196,25 +213,30 @@ def test_a_worker_that_cannot_reach_the_others_names_the_address(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_a_killed_worker_stops_the_other_and_both_resume_at_the_right_epoch(family, tmp_path, shapes_dir):
+@pytest.mark.parametrize("family, victim", [(f, 1) for f in FAMILIES] + [("yolov3", 0)])
+def test_a_killed_worker_stops_the_other_and_both_resume_at_the_right_epoch(family, victim, tmp_path, shapes_dir):
+    """``victim`` (1: the other worker, 0: the chief) is killed after the first checkpoint."""
     recipe, _ = FAMILIES[family]
     dirs = workdirs(tmp_path, shapes_dir, link=family != "mask_rcnn")
-    args = ["--epochs", "4", "--set", "eval.interval=0", "--set", "eval.after_training=false"]
+    args = ["--epochs", "4", "--workers", "1", "--set", "train.use_multiprocessing=true", "--set", "eval.interval=0", "--set", "eval.after_training=false"]
     procs, addresses = start_workers(lambda i: train_argv(dirs[i], recipe, *args))
     state_file = dirs[0] / "checkpoints" / "state.json"
     deadline = time.monotonic() + 600
     while not state_file.exists() and time.monotonic() < deadline and procs[0].poll() is None:
         time.sleep(0.2)
     assert state_file.exists(), procs[0].communicate()[1][-3000:]
-    procs[1].send_signal(signal.SIGKILL)
+    procs[victim].send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    [(code, _, err)] = finish(procs[:1], timeout=120)
-    procs[1].wait()
-    assert time.monotonic() - killed < 60  # the chief stops within the heartbeat timeout
+    survivor = 1 - victim
+    [(code, _, err)] = finish(procs[survivor:survivor + 1], timeout=120)
+    procs[victim].wait()
+    assert time.monotonic() - killed < 60  # the other stops within the heartbeat timeout
     # "stopped (no heartbeat)" or "lost contact" (a reset connection), whichever TensorFlow saw first
     last = err.splitlines()[-1]
-    assert code == 1 and last.startswith("error: multi_worker:") and f"worker 1 ({addresses[1]})" in last, err[-2000:]
+    assert code == 1 and last.startswith("error: multi_worker:") and f"worker {victim} ({addresses[victim]})" in last, \
+        err[-2000:]
+    time.sleep(1)
+    assert not processes_of(tmp_path)  # no loader process outlives its worker, killed or stopped
     done = json.loads(state_file.read_text())["epoch"]
     assert 1 <= done < 4
 
