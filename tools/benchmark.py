@@ -171,7 +171,7 @@ def scaling_worker(args) -> int:
     from detectlab.data.coco import load_coco
     from detectlab.data.shapes import write_shapes_dataset
     from detectlab.registry import MODELS
-    from detectlab.training.devices import Cluster, make_strategy, set_precision
+    from detectlab.training.devices import Cluster, finish_cluster, make_strategy, set_precision
     from detectlab.training.distributed import ReplicaLayout
     from detectlab.training.optimizers import make_optimizer
     from detectlab.training.runner import make_generators
@@ -210,6 +210,7 @@ def scaling_worker(args) -> int:
                   "train_images_per_s": round(batch / step, 3), "loader_workers_per_process": args.loader_workers,
                   "conditions": bench.conditions()}
         print(json.dumps(result), flush=True)
+    finish_cluster(cluster, 120)  # the chief lets the others go; each process then leaves (cli.run)
     return 0
 
 
