@@ -97,6 +97,24 @@ def training_step_times(step, batches, warmup: int = 3, steps: int = 10) -> list
     return times
 
 
+class StepClock(keras.callbacks.Callback):
+    """Wall time between consecutive training batches, as the trainer's loop sees them."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.ends:
+            self.ends.append(time.perf_counter())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+    def step_times(self, warmup: int) -> list[float]:
+        return list(np.diff(self.ends))[warmup:]
+
+
 def loader_rate(generator, batches: int, workers: int) -> float:
     """Images/s delivered by ``workers`` processes (0: in this process)."""
     indices = [i % len(generator) for i in range(batches)]

@@ -44,9 +44,15 @@ def run(main: Callable[[], int | None]) -> None:
     except Exception as exc:  # errors raised in data workers arrive wrapped by tf.data
         message = user_error_in(exc) or system_error_in(exc)
         if message is None:
+            if _joined_cluster():
+                import traceback
+
+                traceback.print_exc()
+                _leave_cluster(1)
             raise
         print(f"error: {one_line(message)}", file=sys.stderr)
         code = 1
+    _leave_cluster(code)
     sys.exit(code)
 
 
@@ -70,6 +76,17 @@ def system_error_in(exc: BaseException) -> str | None:
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "MemoryError"
         return f"out of memory ({detail}); try a smaller --image-size / --batch-size or fewer images"
     return None
+
+
+def _joined_cluster() -> bool:
+    devices = sys.modules.get("detectlab.training.devices")  # only loaded by tools that train
+    return devices is not None and devices._CLUSTER_JOINED
+
+
+def _leave_cluster(code: int) -> None:
+    """A process of a multi-worker run ends at once (TensorFlow's teardown could hang)."""
+    if _joined_cluster():
+        sys.modules["detectlab.training.devices"].leave_cluster(code)
 
 
 _WRAPPED = re.compile(r"(?:DataError|ConfigError|WeightsError|DetectlabError|TrainingError): ([^\n]+)")

@@ -225,8 +225,11 @@ class TrainConfig:
     max_queue_size: int = 10
     precision: Precision = "float32"
     jit_compile: bool = False  # XLA; measured slower on CPU, useful on GPU
+    # none | mirrored (one process, its GPUs) | multi_worker (one process per machine, TF_CONFIG);
+    # batch_size is then the global batch, split across all replicas
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     mirrored_devices: int = 0  # mirrored on CPU: split the CPU into N logical devices
+    cluster_timeout: float = 300.0  # multi_worker: seconds for all workers to join before an error names the missing
     seed: int = 0
     checkpoint_keep: int = 3  # epoch checkpoints kept besides last and best
     # a logged name (e.g. val_AP50, val_loss) ranking best.keras, and the default of
@@ -472,6 +475,7 @@ RANGES = {
     "train.early_stopping.patience": _at_least(0), "train.early_stopping.min_delta": _NOT_NEGATIVE,
     "train.early_stopping.min_stage_fraction": _UNIT,
     "train.workers": _at_least(0), "train.max_queue_size": _ONE, "train.mirrored_devices": _at_least(0),
+    "train.cluster_timeout": _POSITIVE,
     "train.seed": _at_least(0), "train.checkpoint_keep": _at_least(0), "train.verbose": ((lambda v: v in (0, 1, 2)), "0, 1 or 2"),
     "eval.score_threshold": _UNIT, "eval.nms_threshold": _UNIT, "eval.max_detections": _ONE, "eval.batch_size": _ONE,
     "predict.score_threshold": _UNIT, "predict.nms_threshold": _UNIT, "predict.max_detections": _ONE,

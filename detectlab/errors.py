@@ -28,3 +28,7 @@ class TrainingError(DetectlabError, RuntimeError):
 
 class ExportError(DetectlabError, RuntimeError):
     """An exported model cannot be written or does not reproduce the Keras model."""
+
+
+class ClusterError(TrainingError):
+    """A multi-worker run lost (or never reached) one of its workers; the message names it."""

@@ -12,12 +12,21 @@ Inference is also timed through each export format (SavedModel, TFLite float32 /
 int8 for YOLO, ONNX when tf2onnx is installed; ``--skip export`` leaves them out).
 ``conditions`` records the machine, whether its CPU has native bfloat16, and the share of CPU
 time the host stole during the measurement (a noisy neighbour shows there, not as a slow model).
+
+``--processes 1 2`` measures training through the real trainer (``fit`` or the alternating
+loop) in 1, then 2 worker processes on this host (``MultiWorkerMirroredStrategy`` over
+127.0.0.1, ``--batch`` images per replica, so the global batch grows with the workers), one
+JSON line per count with the global images/s: on one host it shows what the collective costs.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import os
+import socket
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -43,7 +52,14 @@ def main() -> int:
     p.add_argument("--loader-batches", type=positive_int, default=20)
     p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "loader", "inference", "export"])
+    p.add_argument("--processes", type=positive_int, nargs="+",
+                   help="training images/s with N worker processes on this host (e.g. 1 2); only this is measured")
+    p.add_argument("--as-worker", type=positive_int, help=argparse.SUPPRESS)  # one process of --processes N
     args = p.parse_args()
+    if args.processes:
+        return compare_processes(args)
+    if args.as_worker:
+        return scaling_worker(args)
 
     import keras
 
@@ -99,7 +115,7 @@ def main() -> int:
             images_per_s = args.batch / step
             result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
-            if loop is not None:  # share of the step outside the two train_on_batch calls
+            if loop is not None:  # share of the step outside the two views' training steps (ROI sampling, bookkeeping)
                 result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)
         result.update(forward_gflops_per_image=round(flops / 1e9, 2), matmul_tflops=round(peak / 1e12, 3))
         if "inference" not in args.skip:
@@ -113,6 +129,88 @@ def main() -> int:
         result["conditions"] = dict(bench.conditions(), host_steal_share=bench.steal_share(before, bench.cpu_times()))
         print(json.dumps(result), flush=True)
     keras.mixed_precision.set_dtype_policy("float32")
+    return 0
+
+
+def compare_processes(args) -> int:
+    """Run ``tools/benchmark.py --as-worker N`` in N processes for each N of ``--processes``;
+    print the chief's JSON line for each."""
+    from detectlab.errors import TrainingError
+
+    argv = sys.argv[1:]
+    cut = argv.index("--processes")
+    rest = argv[:cut] + argv[cut + 1 + len(args.processes):]  # the same flags, without --processes N ...
+    for n in args.processes:
+        sockets = [socket.socket() for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+        for s in sockets:
+            s.close()
+        procs = []
+        for index in range(n):
+            env = dict(os.environ)
+            if n > 1:
+                env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+            procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *rest, "--as-worker", str(n)],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        outputs = [proc.communicate() for proc in procs]
+        for proc, (out, err) in zip(procs, outputs):
+            if proc.returncode != 0:
+                raise TrainingError(f"benchmark with {n} processes: a worker failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+        print(outputs[0][0].strip(), flush=True)
+    return 0
+
+
+def scaling_worker(args) -> int:
+    """One of ``args.as_worker`` processes: train ``--warmup + --steps`` steps of ``--batch``
+    images per replica through the family's trainer; the chief prints the JSON line."""
+    import keras
+
+    from detectlab import benchmark as bench
+    from detectlab.data.coco import load_coco
+    from detectlab.data.shapes import write_shapes_dataset
+    from detectlab.registry import MODELS
+    from detectlab.training.devices import Cluster, finish_cluster, make_strategy, set_precision
+    from detectlab.training.distributed import ReplicaLayout
+    from detectlab.training.optimizers import make_optimizer
+    from detectlab.training.runner import make_generators
+    from detectlab.training.trainers import trainer_for
+
+    workers = args.as_worker
+    cfg = load_cli_config(args.config, args.overrides)
+    size = args.image_size or cfg.model.image_size
+    precision = set_precision(args.precision[0])
+    strategy = make_strategy("multi_worker" if workers > 1 else "none", cluster_timeout=120)
+    cluster = Cluster.from_environment() if workers > 1 else Cluster()
+    layout = ReplicaLayout.of(strategy, cluster)
+    steps = args.warmup + args.steps
+    batch = args.batch * layout.replicas
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, image_size=size, num_classes=args.num_classes),
+                              train=dataclasses.replace(cfg.train, batch_size=batch, workers=args.loader_workers,
+                                                        use_multiprocessing=True, steps_per_epoch=steps,
+                                                        jit_compile=args.jit and layout.replicas == 1))
+    family = MODELS.get(cfg.model.family)
+    family.check(cfg.model)
+    tmp = tempfile.TemporaryDirectory()
+    paths = write_shapes_dataset(Path(tmp.name), train=max(32, batch * steps), val=0, size=size, seed=0)
+    generator, _ = make_generators(cfg, family, load_coco(paths["train"]), None, args.num_classes, layout)
+    trainer = trainer_for(family)
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = family.build(cfg, args.num_classes, None)
+        trainer.compile(model, lambda: make_optimizer(cfg.train, cfg.train.lr, 1000), cfg.train.jit_compile)
+    clock = bench.StepClock()
+    trainer.fit(model, family, cfg, args.num_classes, generator, None, 1, 0, [clock], 0)
+    step = statistics.median(clock.step_times(args.warmup))
+    if cluster.chief:
+        result = {"model": cfg.model.family, "backbone": getattr(cfg.model, "backbone", None), "image_size": size,
+                  "precision": precision, "processes": workers, "replicas": layout.replicas,
+                  "batch_per_replica": args.batch, "global_batch": batch, "train_step_ms_median": round(step * 1000, 1),
+                  "train_images_per_s": round(batch / step, 3), "loader_workers_per_process": args.loader_workers,
+                  "conditions": bench.conditions()}
+        print(json.dumps(result), flush=True)
+    finish_cluster(cluster, 120)  # the chief lets the others go; each process then leaves (cli.run)
     return 0
 
 

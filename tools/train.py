@@ -96,6 +96,9 @@ def main(argv=None) -> int:
 
     result = train(cfg, workdir, resume=args.resume, weights=args.weights, exclude=args.exclude, cfg_file=args.cfg)
     print()
+    if not result.chief:
+        print("worker done: the chief wrote the run folder (checkpoints, logs, history, metrics)")
+        return 0
     print(f"run folder:   {workdir}")
     print(f"config:       {workdir / 'config.yaml'}")
     print(f"checkpoints:  {workdir / 'checkpoints'} (last.keras, best.keras)")

@@ -11,10 +11,14 @@ process would:
   first two batches, so a short first batch keeps it dynamic);
 - with ``steps_per_epoch``, epochs are fixed-length windows on an endless stream of
   seeded permutations: every sample appears exactly once per pass over the data;
-- with ``num_shards = n`` > 1 (multi-worker training), worker ``shard_index = i`` loads
-  batches ``i, i + n, i + 2n, ...`` of the epoch (the order is the same on every worker),
-  so the workers see disjoint data and run the same number of steps; the up to ``n - 1``
-  batches left over are different ones each epoch.
+- under ``tf.distribute`` (``num_shards`` workers, each with ``local_replicas`` replicas,
+  ``R`` replicas in all), ``batch_size`` is the *global* batch of one optimizer step: each
+  global batch is split into ``R`` contiguous replica batches (``np.array_split``: sizes
+  differ by at most one) and worker ``i`` yields the replica batches ``i*k .. i*k + k - 1``
+  of every step, one item per replica, in replica order (``len`` is steps x ``k``). The
+  union over all workers is exactly the single-process batch, so every image is seen once
+  per epoch across workers; a remainder smaller than ``R`` joins the first full batch, so
+  no replica gets an empty batch.
 
 The model family supplies ``encoder(samples) -> (inputs, targets)``. With a ``composer``
 (:class:`~detectlab.data.mosaic.MosaicAugment`), each sample is first composed (mosaic,
@@ -30,7 +34,6 @@ signature from the first two batches, and two sizes there leave the image dimens
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import keras
@@ -51,6 +54,14 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
+def replica_share(size: int, replicas: int, replica: int) -> tuple[int, int]:
+    """``(offset, count)`` of replica ``replica``'s part of a batch of ``size`` split into
+    ``replicas`` contiguous parts as ``np.array_split`` does (the first ``size % replicas``
+    parts have one more)."""
+    q, r = divmod(size, replicas)
+    return replica * q + min(replica, r), q + (replica < r)
+
+
 class DetectionBatches(keras.utils.PyDataset):
     """Batches of ``encoder([Sample, ...])`` over a :class:`DetectionDataset`."""
 
@@ -67,6 +78,7 @@ class DetectionBatches(keras.utils.PyDataset):
         with_masks: bool = False,
         num_shards: int = 1,
         shard_index: int = 0,
+        local_replicas: int = 1,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -89,6 +101,7 @@ class DetectionBatches(keras.utils.PyDataset):
         self.with_masks = with_masks
         self.num_shards = int(num_shards)
         self.shard_index = int(shard_index)
+        self.local_replicas = int(local_replicas)
         self.composer, self.image_size, self.mosaic_epochs = composer, image_size, mosaic_epochs
         if composer is not None and image_size is None:
             raise ValueError("a composer needs the image_size it composes at")
@@ -96,16 +109,26 @@ class DetectionBatches(keras.utils.PyDataset):
         if scales is not None and len(scales) < 2:
             raise ValueError("multi-scale training needs at least two sizes")
         self.epoch = 0
-        if len(self) == 0:
-            raise ValueError(f"{len(dataset)} images give no batch of {batch_size} for each of {num_shards} workers")
+        if self.batch_size < self.replicas:
+            raise ValueError(f"a global batch of {batch_size} images cannot feed {self.replicas} replicas")
+        if self.steps() == 0:
+            raise ValueError(f"{len(dataset)} images give no batch of {batch_size} for {self.replicas} replicas")
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of the whole cluster (workers x local replicas)."""
+        return self.num_shards * self.local_replicas
 
     def __len__(self) -> int:
-        return self._epoch_batches() // self.num_shards
+        return self.steps() * self.local_replicas
 
-    def _epoch_batches(self) -> int:
+    def steps(self) -> int:
+        """Optimizer steps (global batches) per epoch."""
         if self.steps_per_epoch:
-            return int(self.steps_per_epoch) * self.num_shards
-        return math.ceil(len(self.dataset) / self.batch_size)
+            return int(self.steps_per_epoch)
+        n, b = len(self.dataset), self.batch_size
+        remainder = n % b
+        return n // b + (remainder >= self.replicas)  # a smaller remainder joins the first batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -114,29 +137,37 @@ class DetectionBatches(keras.utils.PyDataset):
         self.epoch += 1
 
     def batch_indices(self, index: int) -> list[tuple[int, int]]:
-        """``(pass, sample index)`` pairs of batch ``index`` of the current epoch."""
-        n, b = len(self.dataset), self.batch_size
+        """``(pass, sample index)`` pairs of item ``index`` (this worker's replica
+        ``index % local_replicas`` of step ``index // local_replicas``) of the current epoch."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range (epoch has {len(self)})")
-        index = index * self.num_shards + self.shard_index  # this worker's share of the epoch
+        step, local = divmod(index, self.local_replicas)
+        start, stop = self._global_batch(step)
+        offset, size = replica_share(stop - start, self.replicas, self.shard_index * self.local_replicas + local)
+        positions = np.arange(start + offset, start + offset + size)
+        n = len(self.dataset)
         if self.steps_per_epoch:
-            start = (self.epoch * self._epoch_batches() + index) * b
-            positions = np.arange(start, start + b)
             passes = positions // n
             orders = {int(p): epoch_permutation(n, self.seed, int(p), self.shuffle) for p in np.unique(passes)}
             return [(int(p), int(orders[int(p)][pos % n])) for p, pos in zip(passes, positions)]
         order = epoch_permutation(n, self.seed, self.epoch, self.shuffle)
-        remainder = n % b
-        if remainder == 0:
-            start, stop = index * b, (index + 1) * b
-        elif index == 0:
-            start, stop = 0, remainder
-        else:
-            start, stop = remainder + (index - 1) * b, remainder + index * b
-        return [(self.epoch, int(i)) for i in order[start:stop]]
+        return [(self.epoch, int(i)) for i in order[positions]]
+
+    def _global_batch(self, step: int) -> tuple[int, int]:
+        """Positions ``[start, stop)`` of global batch ``step``: in the stream of passes with
+        ``steps_per_epoch``, else in this epoch's order (the first batch holds the remainder)."""
+        b = self.batch_size
+        if self.steps_per_epoch:
+            start = (self.epoch * self.steps_per_epoch + step) * b
+            return start, start + b
+        first = len(self.dataset) - (self.steps() - 1) * b
+        if step == 0:
+            return 0, first
+        return first + (step - 1) * b, first + step * b
 
     def size_of(self, index: int) -> int | None:
-        """The input size of batch ``index`` under multi-scale training (None without)."""
+        """The input size of item ``index`` under multi-scale training (None without): drawn
+        per optimizer step, so every replica of a step gets the same size."""
         if self.scales is None:
             return None
         sizes = sorted(self.scales)
@@ -145,10 +176,11 @@ class DetectionBatches(keras.utils.PyDataset):
             rng = np.random.default_rng([self.seed, self.epoch, group, 0x5CA1E])
             return choices[int(rng.integers(len(choices)))]
 
+        step = index // self.local_replicas
         first = draw(0, sizes)
-        if index == 0:
+        if step == 0:
             return first
-        group = 1 + (index - 1) // self.scale_every
+        group = 1 + (step - 1) // self.scale_every
         return draw(group, [s for s in sizes if s != first] if group == 1 else sizes)
 
     def load_sample(self, index: int, seed: int | None, size: int | None = None) -> Sample:

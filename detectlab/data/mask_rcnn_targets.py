@@ -10,7 +10,9 @@ Per image:
   (dense, where the reference packed the positives first);
 - ``gt_class_ids (M,) int32``: ``1..C`` (0 = padding, ``-class`` = crowd), ``gt_boxes
   (M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (M, S, S) uint8`` "mini masks": each
-  instance's mask cropped to its box and resized to ``S x S`` (56).
+  instance's mask cropped to its box and resized to ``S x S`` (56);
+- ``sample_seeds () int64``: the image's seed, from which the model's in-graph ROI sampling
+  draws (:func:`detectlab.data.rcnn_targets.sample_seeds`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from detectlab.anchor_pyramid import pyramid_anchors
 from detectlab.box_coding import DeltaCoder
-from detectlab.data.rcnn_targets import label_anchors
+from detectlab.data.rcnn_targets import label_anchors, sample_seeds
 
 def mini_masks(masks: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """``masks (N, H, W)`` 0/1, ``boxes (N, 4)`` pixels -> ``(N, size, size) uint8``: each mask
@@ -76,4 +78,5 @@ class MaskRcnnTargetEncoder:
             if sample.masks is not None and n:
                 out["gt_masks"][i, :n] = mini_masks(sample.masks[:n], boxes[:n], s)
         out["images"] = np.stack([sample.image for sample in samples])
+        out["sample_seeds"] = sample_seeds(samples)
         return (out,)

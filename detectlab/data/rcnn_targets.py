@@ -1,5 +1,5 @@
-"""Faster R-CNN targets (vectorised numpy): RPN anchor labels on the loader side, ROI
-sampling in the training loop. Thresholds and counts follow keras-frcnn.
+"""Faster R-CNN's RPN targets on the loader side (vectorised numpy); the classifier's ROIs are
+sampled in-graph (:mod:`detectlab.layers.roi_sampling`). Thresholds and counts follow keras-frcnn.
 
 Regression targets are coded by the family's :class:`~detectlab.box_coding.DeltaCoder`
 (keras-frcnn's ``(tx, ty, tw, th)`` times 4 for the RPN, times ``(8, 8, 4, 4)`` for the
@@ -7,8 +7,6 @@ classifier), the same coder the in-graph decoders use.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +53,12 @@ def label_anchors(anchors: np.ndarray, gt: np.ndarray, crowd: np.ndarray, positi
     return pos_idx, neg_idx, matched
 
 
+def sample_seeds(samples: list) -> np.ndarray:
+    """``(B,)`` int64: each sample's seed (0 for a sample loaded without one), the seed of the
+    random choices made in-graph for that image, whichever replica processes it."""
+    return np.array([s.seed or 0 for s in samples], np.int64)
+
+
 class RpnTargetEncoder:
     """Faster R-CNN anchor labels and regression targets for one image (keras-frcnn
     ``calc_rpn``): anchors crossing the image border are ignored, the rest are labelled by
@@ -93,9 +97,10 @@ class RpnTargetEncoder:
         return cls, regress.astype(np.float32)
 
     def __call__(self, samples: list):
-        """Batch -> ``(images, {"rpn_class", "rpn_regress", "gt_boxes", "gt_class_ids"})``;
+        """Batch -> ``(images, {"rpn_class", "rpn_regress", "gt_boxes", "gt_class_ids", "sample_seeds"})``;
         ``gt_boxes (B, M, 4)`` are normalised y1 x1 y2 x2 (crowd excluded), ``gt_class_ids``
-        ``(B, M)`` with -1 padding."""
+        ``(B, M)`` with -1 padding, ``sample_seeds (B,)`` int64 each image's seed (the in-graph
+        ROI sampler draws from it)."""
         classes, regresses = [], []
         gt_boxes = np.zeros((len(samples), self.max_boxes, 4), np.float32)
         gt_ids = np.full((len(samples), self.max_boxes), -1, np.int32)
@@ -107,80 +112,6 @@ class RpnTargetEncoder:
             count = min(int(keep.sum()), self.max_boxes)
             gt_boxes[k, :count] = s.boxes[keep][:count] / self.image_size
             gt_ids[k, :count] = s.class_ids[keep][:count]
-        y = {"rpn_class": np.stack(classes), "rpn_regress": np.stack(regresses), "gt_boxes": gt_boxes, "gt_class_ids": gt_ids}
+        y = {"rpn_class": np.stack(classes), "rpn_regress": np.stack(regresses), "gt_boxes": gt_boxes, "gt_class_ids": gt_ids,
+             "sample_seeds": sample_seeds(samples)}
         return np.stack([s.image for s in samples]), y
-
-
-@dataclass
-class RoiBatch:
-    """Classifier inputs/targets for a batch: ``rois (B, R, 4)`` normalised y1 x1 y2 x2,
-    ``classes (B, R, C+1)`` one-hot with background last (all zero = padding row),
-    ``regress (B, R, 8C)`` = ``[class mask x4 | coded targets]``."""
-
-    rois: np.ndarray
-    classes: np.ndarray
-    regress: np.ndarray
-    positives: int
-    negatives: int
-    unusable_images: int  # images that gave no ROI with IoU >= bg_low (rows all padding)
-
-
-class RoiSampler:
-    """keras-frcnn's ``calc_iou`` + sampling: ROIs with best IoU < ``bg_low`` are dropped,
-    ``[bg_low, fg)`` are background, ``>= fg`` foreground; ``num_rois`` per image, at most
-    half foreground (random), the rest background (with replacement when too few)."""
-
-    def __init__(self, num_classes: int, coder: DeltaCoder, num_rois: int = 32, fg_iou: float = 0.5,
-                 bg_low: float = 0.1, add_gt: bool = True):
-        self.num_classes, self.num_rois = int(num_classes), int(num_rois)
-        self.fg_iou, self.bg_low, self.add_gt = fg_iou, bg_low, add_gt
-        self.coder = DeltaCoder.from_config(coder)
-
-    def sample(self, proposals, counts, gt_boxes, gt_class_ids, rng: np.random.Generator) -> RoiBatch:
-        b, r, c = len(proposals), self.num_rois, self.num_classes
-        rois = np.zeros((b, r, 4), np.float32)
-        classes = np.zeros((b, r, c + 1), np.float32)
-        regress = np.zeros((b, r, 8 * c), np.float32)
-        totals = [0, 0, 0]
-        for i in range(b):
-            picked = self._sample_image(proposals[i, : counts[i]], gt_boxes[i], gt_class_ids[i], rng)
-            if picked is None:
-                totals[2] += 1
-                continue
-            boxes, labels, deltas, fg = picked
-            n = len(boxes)
-            rois[i, :n] = boxes
-            classes[i, np.arange(n), labels] = 1.0
-            cols = (4 * labels[fg])[:, None] + np.arange(4)
-            rows = np.nonzero(fg)[0][:, None]
-            regress[i, rows, cols] = 1.0
-            regress[i, rows, 4 * c + cols] = deltas[fg]
-            totals[0] += int(fg.sum())
-            totals[1] += int(n - fg.sum())
-        return RoiBatch(rois, classes, regress, *totals)
-
-    def _sample_image(self, proposals, gt_boxes, gt_class_ids, rng):
-        real = gt_class_ids >= 0
-        gt, gt_cls = gt_boxes[real], gt_class_ids[real]
-        candidates = np.concatenate([proposals, gt]) if self.add_gt and len(gt) else proposals
-        if not len(gt) or not len(candidates):
-            return None
-        iou = iou_matrix(candidates, gt)
-        best = iou.argmax(1)
-        best_iou = iou[np.arange(len(candidates)), best]
-        fg_idx = np.nonzero(best_iou >= self.fg_iou)[0]
-        bg_idx = np.nonzero((best_iou >= self.bg_low) & (best_iou < self.fg_iou))[0]
-        if not len(fg_idx) and not len(bg_idx):
-            return None
-        n_fg = min(len(fg_idx), self.num_rois // 2)
-        fg_pick = rng.choice(fg_idx, n_fg, replace=False) if n_fg else fg_idx[:0]
-        rest = self.num_rois - n_fg
-        pool = bg_idx if len(bg_idx) else fg_idx
-        bg_pick = rng.choice(pool, rest, replace=len(pool) < rest)
-        picked = np.concatenate([fg_pick, bg_pick])
-        fg = np.zeros(len(picked), bool)
-        fg[:n_fg] = True
-        fg[n_fg:] = best_iou[bg_pick] >= self.fg_iou  # only when background ran out
-        labels = np.where(fg, gt_cls[best[picked]], self.num_classes)
-        deltas = self.coder.encode(candidates[picked], gt[best[picked]])
-        return candidates[picked], labels, deltas, fg

@@ -15,13 +15,21 @@ from detectlab.box_coding import DeltaCoder
 from detectlab.layers.box_ops import iou
 
 
+def _shuffled(values, seed):
+    """``values (n,)`` in a random order drawn from ``seed`` (shape ``(2,)``), statelessly."""
+    keys = tf.random.stateless_uniform(tf.shape(values), seed=seed)
+    return tf.gather(values, tf.argsort(keys))
+
+
 @keras.saving.register_keras_serializable(package="detectlab")
 class DetectionTargets(keras.layers.Layer):
     """Sample ROIs among proposals and build their class, box and mask targets.
 
     Inputs: ``proposals (B, N, 4)`` (all-zero rows are padding), ``gt_class_ids (B, M)`` int,
     ``gt_boxes (B, M, 4)``, ``gt_masks (B, M, S, S)`` mini-masks (each GT's mask cropped to its
-    box and resized to ``S x S``, values 0/1).
+    box and resized to ``S x S``, values 0/1), ``seeds (B,)`` int: each image's seed (the
+    loader's ``sample_seeds``; default 0). The random subsets are drawn from it with stateless
+    ops, so an image gets the same ROIs whichever replica (or single device) samples it.
 
     Outputs (``T = train_rois``): ``rois (B, T, 4)``, ``target_class_ids (B, T) int32``,
     ``target_deltas (B, T, 4)``, ``target_masks (B, T, mask_size, mask_size)`` float 0/1;
@@ -55,16 +63,20 @@ class DetectionTargets(keras.layers.Layer):
     def max_positives(self) -> int:
         return int(round(self.train_rois * self.roi_positive_ratio))
 
-    def call(self, proposals, gt_class_ids, gt_boxes, gt_masks):
+    def call(self, proposals, gt_class_ids, gt_boxes, gt_masks, seeds=None):
+        if seeds is None:
+            seeds = tf.zeros(tf.shape(proposals)[:1], tf.int64)
         inputs = (tf.stop_gradient(tf.cast(proposals, tf.float32)), tf.cast(gt_class_ids, tf.int32),
-                  tf.stop_gradient(tf.cast(gt_boxes, tf.float32)), tf.stop_gradient(tf.cast(gt_masks, tf.float32)))
+                  tf.stop_gradient(tf.cast(gt_boxes, tf.float32)), tf.stop_gradient(tf.cast(gt_masks, tf.float32)),
+                  tf.cast(seeds, tf.int64))
         t, m = self.train_rois, self.mask_size
         signature = (tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t], tf.int32),
                      tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t, m, m], tf.float32))
         return tf.map_fn(lambda x: self._image_targets(*x), inputs, fn_output_signature=signature)
 
-    def _image_targets(self, proposals, class_ids, gt_boxes, gt_masks):
-        """One image: ``proposals (N, 4)``, ``class_ids (M,)``, ``gt_boxes (M, 4)``, ``gt_masks (M, S, S)``."""
+    def _image_targets(self, proposals, class_ids, gt_boxes, gt_masks, seed):
+        """One image: ``proposals (N, 4)``, ``class_ids (M,)``, ``gt_boxes (M, 4)``, ``gt_masks (M, S, S)``,
+        ``seed`` int64."""
         proposals = tf.boolean_mask(proposals, tf.reduce_any(tf.not_equal(proposals, 0.0), axis=-1))
         is_object = class_ids > 0
         is_crowd = class_ids < 0
@@ -78,12 +90,12 @@ class DetectionTargets(keras.layers.Layer):
         positive = tf.where(best_iou >= self.positive_iou)[:, 0]
         negative = tf.where(tf.logical_and(best_iou < self.positive_iou, crowd_iou < self.crowd_iou))[:, 0]
 
-        positive = tf.random.shuffle(positive)[: self.max_positives]
+        positive = _shuffled(positive, tf.stack([seed, 1]))[: self.max_positives]
         num_pos = tf.shape(positive)[0]
         # float64 so that e.g. 66 / 0.33 gives 200, not 199.99998
         num_neg = tf.cast(tf.cast(num_pos, tf.float64) / self.roi_positive_ratio, tf.int32) - num_pos
         num_neg = tf.minimum(num_neg, self.train_rois - num_pos)
-        negative = tf.random.shuffle(negative)[:num_neg]
+        negative = _shuffled(negative, tf.stack([seed, 2]))[:num_neg]
         num_neg = tf.shape(negative)[0]
 
         pos_rois = tf.gather(proposals, positive)
@@ -106,7 +118,7 @@ class DetectionTargets(keras.layers.Layer):
         masks = tf.pad(masks, [[0, num_neg + pad], [0, 0], [0, 0]])
         return rois, target_ids, deltas, masks
 
-    def compute_output_spec(self, proposals, gt_class_ids, gt_boxes, gt_masks):
+    def compute_output_spec(self, proposals, gt_class_ids, gt_boxes, gt_masks, seeds=None):
         """The ROI axis is left dynamic (``None``), so heads built on these tensors also
         take other ROI counts (proposals, detections) at inference."""
         b, m = proposals.shape[0], self.mask_size

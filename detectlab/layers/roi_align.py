@@ -32,6 +32,7 @@ class RoiAlign(keras.layers.Layer):
     def __init__(self, pool_size: int = 7, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        self.supports_jit = False  # CropAndResize has no XLA kernel: Keras compiles the views holding it without XLA
         self.pool_size = int(pool_size)
 
     def call(self, features, boxes):

@@ -11,7 +11,8 @@ has ``C + 1`` outputs, background last). Targets come from
 :mod:`detectlab.data.rcnn_targets`. Fixed against the reference: binary cross-entropy takes
 (labels, predictions) in the right order, and the classifier's class loss averages over
 every image of the batch, not only the first. As in the reference, each smooth-L1 loss is
-divided by ``sum(epsilon + mask)`` (epsilon added per element).
+divided by ``sum(epsilon + mask)`` (epsilon added per element). Under ``tf.distribute`` each
+divisor is the mean over replicas of the replicas' counts (:mod:`detectlab.losses.replicas`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from detectlab.box_coding import DeltaCoder
 from detectlab.layers.box_ops import iou_family
 from detectlab.losses.criterion import Criterion
 from detectlab.losses.registry import register_loss
+from detectlab.losses.replicas import replica_mean
 
 EPSILON = 1e-4
 FASTER_RCNN_LOSS_NAMES = ("rpn_loss_cls", "rpn_loss_regr", "class_loss_cls", "class_loss_regr")
@@ -59,7 +61,7 @@ def rpn_loss_cls(t: FasterRcnnTerms):
     valid, labels = y_true[..., :a], y_true[..., a:]
     p = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-7, 1 - 1e-7)
     bce = -(labels * tf.math.log(p) + (1 - labels) * tf.math.log(1 - p))
-    return tf.reduce_sum(valid * bce) / tf.reduce_sum(EPSILON + valid)
+    return tf.reduce_sum(valid * bce) / replica_mean(tf.reduce_sum(EPSILON + valid))
 
 
 @register_loss("rpn_loss_regr", FAMILY, group="rpn")
@@ -74,7 +76,7 @@ def _masked_smooth_l1(y_true, y_pred):
     n = tf.shape(y_pred)[-1]
     y_true = tf.cast(y_true, tf.float32)
     mask, target = y_true[..., :n], y_true[..., n:]
-    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / tf.reduce_sum(EPSILON + mask)
+    return tf.reduce_sum(mask * smooth_l1(target - tf.cast(y_pred, tf.float32))) / replica_mean(tf.reduce_sum(EPSILON + mask))
 
 
 @register_loss("class_loss_cls", FAMILY, group="classifier")
@@ -88,7 +90,7 @@ def class_loss_cls(t: FasterRcnnTerms):
         k = tf.cast(tf.shape(y_true)[-1], tf.float32)
         y_true = y_true * (1.0 - t.label_smoothing) + rows[..., None] * t.label_smoothing / k
     ce = -tf.reduce_sum(y_true * tf.math.log(p), axis=-1)
-    return tf.reduce_sum(ce) / tf.maximum(tf.reduce_sum(rows), 1.0)
+    return tf.reduce_sum(ce) / tf.maximum(replica_mean(tf.reduce_sum(rows)), 1.0)
 
 
 @register_loss("class_loss_regr", FAMILY, role="box", group="classifier")
@@ -110,7 +112,7 @@ def _iou_loss(t: FasterRcnnTerms, kind: str):
     positive = tf.reduce_max(mask[..., 0], axis=-1)  # (B, R)
     rois = tf.cast(t.rois, tf.float32)
     value = iou_family(t.coder.decode(rois, pred), t.coder.decode(rois, target), kind)
-    return tf.math.divide_no_nan(tf.reduce_sum(positive * (1.0 - value)), tf.reduce_sum(positive))
+    return tf.math.divide_no_nan(tf.reduce_sum(positive * (1.0 - value)), replica_mean(tf.reduce_sum(positive)))
 
 
 @register_loss("class_loss_giou", FAMILY, role="box", group="classifier")
@@ -132,7 +134,7 @@ def class_accuracy(y_true, y_pred):
     """Fraction of real ROIs whose arg-max class is right."""
     rows = tf.reduce_sum(y_true, axis=-1)
     right = tf.cast(tf.equal(tf.argmax(y_true, -1), tf.argmax(y_pred, -1)), tf.float32) * rows
-    return tf.reduce_sum(right) / tf.maximum(tf.reduce_sum(rows), 1.0)
+    return tf.reduce_sum(right) / tf.maximum(replica_mean(tf.reduce_sum(rows)), 1.0)
 
 
 class FasterRcnnCriterion(Criterion):

@@ -27,6 +27,7 @@ from detectlab.layers.box_ops import iou_family
 from detectlab.losses.criterion import Criterion
 from detectlab.losses.faster_rcnn import smooth_l1
 from detectlab.losses.registry import register_loss
+from detectlab.losses.replicas import replica_mean
 
 MASK_RCNN_LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 BCE_EPSILON = 1e-7  # Keras' backend epsilon, as matterport's K.binary_crossentropy
@@ -54,10 +55,11 @@ class MaskRcnnTerms(NamedTuple):
 
 
 def _masked_mean(values, mask):
-    """Mean of ``values`` where ``mask`` (same shape) is true; 0 when nothing is."""
+    """Mean of ``values`` where ``mask`` (same shape) is true; 0 when nothing is. Under
+    ``tf.distribute`` the count is the replicas' mean (:mod:`detectlab.losses.replicas`)."""
     mask = tf.cast(mask, tf.float32)
     total = tf.reduce_sum(tf.where(mask > 0, values, 0.0) * mask)
-    return tf.math.divide_no_nan(total, tf.reduce_sum(mask))
+    return tf.math.divide_no_nan(total, replica_mean(tf.reduce_sum(mask)))
 
 
 def _match(rpn_match, like):

@@ -20,6 +20,7 @@ from detectlab.box_coding import YoloGridCoder
 from detectlab.layers.box_ops import centre_iou, centre_to_corners, iou_family
 from detectlab.losses.criterion import Criterion
 from detectlab.losses.registry import register_loss
+from detectlab.losses.replicas import replica_mean
 
 YOLO_LOSS_NAMES = ("yolo_xy_loss", "yolo_wh_loss", "yolo_confidence_loss", "yolo_class_loss")
 FAMILY = "yolov3"
@@ -134,7 +135,7 @@ class YoloCriterion(Criterion):
     def __call__(self, x, y, outputs, group=None) -> dict[str, tf.Tensor]:
         """``y``: the encoder's ``targets_<l>`` and ``gt_boxes``; ``outputs``: the raw scales."""
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        batch = tf.cast(tf.shape(outputs[0])[0], tf.float32)
+        batch = replica_mean(tf.shape(outputs[0])[0])  # images per replica, averaged over the replicas
         gt_boxes = _used_slots(tf.cast(y["gt_boxes"], tf.float32))
         totals = {name: tf.zeros(()) for name in self.names}
         for level, raw in enumerate(outputs):

@@ -19,16 +19,11 @@ import keras
 import tensorflow as tf
 
 from detectlab.errors import ConfigError
+from detectlab.losses.replicas import replica_scale
 from detectlab.models.family import NOT_SETTINGS, model_kwargs
 from detectlab.utils import named_layers
 
 L2_LOSS = "l2_loss"
-
-
-def replica_scale(value):
-    """Divide a per-replica loss by the number of replicas, as Keras' own losses do."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return value if replicas == 1 else value * (1.0 / replicas)
 
 
 def _reducible(logs: dict, strategy) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from detectlab.anchor_grid import REFERENCE_RATIOS
 from detectlab.box_coding import DeltaCoder
 from detectlab.config import Config, ModelConfig
-from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
+from detectlab.data.rcnn_targets import RpnTargetEncoder
 from detectlab.errors import ConfigError
 from detectlab.heads.faster_rcnn import box_outputs, resnet_classifier, rpn_head, vgg_classifier
 from detectlab.layers.nms import PerClassNMS
@@ -27,6 +27,7 @@ from detectlab.layers.preprocess import IMAGENET_CAFFE_MEAN_RGB, ImageNormalizat
 from detectlab.layers.proposals import RpnProposals
 from detectlab.layers.rcnn_detections import RcnnBoxDecoder
 from detectlab.layers.roi_align import RoiAlign
+from detectlab.layers.roi_sampling import RoiSampler
 from detectlab.losses.faster_rcnn import FasterRcnnCriterion
 from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs

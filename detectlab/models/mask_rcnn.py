@@ -4,7 +4,8 @@ proposals and detection targets, pyramid ROIAlign, box and mask heads.
 The saved model is the *training graph*: inputs ``images (B, S, S, 3)`` RGB 0-255 plus the
 loader's targets (``gt_class_ids (B, M)`` 1..C / 0 pad / negative crowd, ``gt_boxes
 (B, M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (B, M, 56, 56)`` mini masks,
-``rpn_match (B, N)``, ``rpn_bbox (B, N, 4)``; see
+``rpn_match (B, N)``, ``rpn_bbox (B, N, 4)``, ``sample_seeds (B,)`` the per-image seeds of the
+in-graph ROI sampling; see
 :mod:`detectlab.data.mask_rcnn_targets`); its outputs are the heads' predictions and the
 targets they are scored against. ``compute_loss`` turns them into the named loss terms of
 its :class:`MaskRcnnCriterion` (the reference's five by default) plus the weight decay (``l2_loss``), each tracked by a named ``Mean``. The mask head trains
@@ -112,6 +113,7 @@ class MaskRCNN(DetectorModel):
             "gt_masks": keras.Input((max_boxes, m.mini_mask, m.mini_mask), dtype="uint8", name="gt_masks"),
             "rpn_match": keras.Input((num_anchors,), dtype="int32", name="rpn_match"),
             "rpn_bbox": keras.Input((num_anchors, 4), name="rpn_bbox"),
+            "sample_seeds": keras.Input((), dtype="int64", name="sample_seeds"),
         }
         x = ImageNormalization(MASK_RCNN_MEAN_RGB, 1.0, name="image_normalization")(inputs["images"])
         features = BACKBONES.get(m.backbone)(x, width=m.width, train_bn=m.train_bn, stages=m.resnet_stages)
@@ -126,7 +128,7 @@ class MaskRCNN(DetectorModel):
         targets = DetectionTargets(m.train_rois, m.roi_positive_ratio, coder=self.box_coder, mask_size=2 * m.mask_pool_size,
                                    add_gt_as_proposals=m.add_gt_as_proposals, name="detection_targets")
         rois, target_ids, target_deltas, target_masks = targets(
-            proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"])
+            proposals, inputs["gt_class_ids"], inputs["gt_boxes"], inputs["gt_masks"], inputs["sample_seeds"])
         class_logits, _probs, deltas = box_head(rois, pyramid, num_classes, m.image_size, m.pool_size, m.fc_size, m.train_bn)
         positives = targets.max_positives
         mask_rois = LeadingRois(positives, name="positive_rois")(rois)

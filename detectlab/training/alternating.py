@@ -1,8 +1,9 @@
-"""The alternating ``train_on_batch`` loop of Faster R-CNN, with Keras callbacks.
+"""The alternating training loop of Faster R-CNN (keras-frcnn's ``train_on_batch`` loop), with Keras callbacks.
 
-Per batch, as in keras-frcnn: the RPN view's ``train_on_batch`` (which also returns the proposals
-decoded from its predictions) -> ROI sampling and labelling (numpy, vectorised) ->
-the classifier view's ``train_on_batch``. One ``keras.callbacks.CallbackList`` sees exactly what
+Per batch, as in keras-frcnn: the RPN view's training step (which also decodes the proposals
+from its predictions, in-graph) -> ROI sampling and labelling (in-graph, per image) -> the
+classifier view's training step; on one device or, under ``tf.distribute``, on every replica
+(:class:`AlternatingTrainer`). One ``keras.callbacks.CallbackList`` sees exactly what
 ``fit`` would show it (``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_begin/end``
 with the merged named logs, ``on_epoch_end`` with ``val_`` logs, ``on_train_end``), so stock
 TensorBoard, CSVLogger, History, EarlyStopping, ReduceLROnPlateau and our checkpoint / NaN
@@ -11,7 +12,7 @@ callbacks work unchanged.
 Logged per batch: ``rpn_loss_cls``, ``rpn_loss_regr``, ``class_loss_cls``,
 ``class_loss_regr``, ``class_acc``, ``rpn_loss``, ``class_loss``, ``loss`` (their sum),
 ``rois_positive`` (mean foreground ROIs per image) and ``outside_share`` (fraction of the
-step spent outside the two ``train_on_batch`` calls: sampling and bookkeeping). A batch in
+step spent outside the two views' training steps: sampling and bookkeeping). A batch in
 which no image yields a usable ROI skips the classifier step and is counted
 (``skipped_classifier_batches``, logged at the end of each epoch).
 """
@@ -25,13 +26,13 @@ import numpy as np
 import tensorflow as tf
 
 from detectlab.data.prefetch import iterate_batches
-from detectlab.data.rcnn_targets import RoiSampler
+from detectlab.layers.roi_sampling import RoiSampler
 from detectlab.losses.faster_rcnn import class_accuracy
-from detectlab.models.base import replica_scale
+from detectlab.losses.replicas import replica_scale
+from detectlab.training.distributed import distribute_replica_batches, local_replicas
 from detectlab.training.optimizers import ALTERNATING_INITIAL_LOSS_SCALE, loss_scaled
 from detectlab.utils import log
 
-PROPOSAL_KEYS = ("proposals", "proposal_counts")
 # logged by the loop itself, besides the two views' losses and metrics
 LOOP_LOGS = ("rois_positive", "outside_share", "skipped_classifier_batches")
 
@@ -114,7 +115,7 @@ class Views:
     """The two training views of a Faster R-CNN model (plain holder, not tracked by Keras, so
     the views are not saved twice).
 
-    - ``rpn``: images -> RPN; ``train_on_batch`` returns ``rpn_loss_cls``, ``rpn_loss_regr``,
+    - ``rpn``: images -> RPN; its training step returns ``rpn_loss_cls``, ``rpn_loss_regr``,
       ``rpn_loss`` and the proposals decoded (in-graph) from the very predictions it trained
       on (the reference ran an extra ``predict_on_batch`` for them);
     - ``classifier``: images + ROIs -> classifier; returns ``class_loss_cls``,
@@ -126,25 +127,27 @@ class Views:
 
 
 def training_views(model) -> Views:
-    """The model's :class:`Views`, built on its layers the first time they are asked for."""
+    """The model's :class:`Views`, built on its layers the first time they are asked for (in the
+    model's ``tf.distribute`` strategy scope)."""
     views = getattr(model, "_training_views", None)
     if views is None:
-        g = model.graph_parts
+        with model.distribute_strategy.scope():  # the views' loss trackers are replica variables
+            g = model.graph_parts
 
-        def proposals(outputs):
-            boxes, counts = model.proposal_layer(outputs[0], outputs[1])
-            return {"proposals": boxes, "proposal_counts": counts}
+            def proposals(outputs):
+                boxes, counts = model.proposal_layer(outputs[0], outputs[1])
+                return {"proposals": boxes, "proposal_counts": counts}
 
-        rpn = TrainingView(
-            g.images, [g.rpn_scores, g.rpn_deltas], model.criterion, "rpn",
-            weights=model.loss_weights, total_name="rpn_loss", extra=proposals, name="rpn_view",
-        )
-        classifier = TrainingView(
-            [g.images, g.rois], [g.class_probs, g.class_deltas], model.criterion, "classifier",
-            weights=model.loss_weights, total_name="class_loss",
-            metrics={"class_acc": lambda y, o: class_accuracy(y["classes"], o[0])}, name="classifier_view",
-        )
-        views = model._training_views = Views(rpn, classifier)
+            rpn = TrainingView(
+                g.images, [g.rpn_scores, g.rpn_deltas], model.criterion, "rpn",
+                weights=model.loss_weights, total_name="rpn_loss", extra=proposals, name="rpn_view",
+            )
+            classifier = TrainingView(
+                [g.images, g.rois], [g.class_probs, g.class_deltas], model.criterion, "classifier",
+                weights=model.loss_weights, total_name="class_loss",
+                metrics={"class_acc": lambda y, o: class_accuracy(y["classes"], o[0])}, name="classifier_view",
+            )
+            views = model._training_views = Views(rpn, classifier)
     return views
 
 
@@ -165,19 +168,34 @@ def compile_views(model, rpn_optimizer, classifier_optimizer, jit_compile: bool 
 
 
 class AlternatingTrainer:
-    def __init__(self, model, sampler: RoiSampler, seed: int = 0, workers: int = 0, use_multiprocessing: bool = True, max_queue_size: int = 10):
+    """The loop, on one device or on every replica of ``strategy`` (default: the model's).
+
+    Each step is three ``strategy.run`` calls on this worker's replica batches: the RPN
+    view's ``train_step`` (which also decodes the proposals of each replica's predictions),
+    the in-graph ROI sampler (:class:`~detectlab.layers.roi_sampling.RoiSampler`) on each
+    replica's proposals, and the classifier view's ``train_step`` on each replica's ROIs.
+    Logs are reduced across replicas as ``fit`` reduces them (the mean of the replicas' values;
+    each loss's normaliser is global, :mod:`detectlab.losses.replicas`); the optimizers
+    all-reduce the gradients. ``train`` yields one item per local replica and step
+    (:class:`~detectlab.data.generator.DetectionBatches`), read with ``workers`` processes.
+    """
+
+    def __init__(self, model, sampler: RoiSampler, workers: int = 0, use_multiprocessing: bool = True,
+                 max_queue_size: int = 10, strategy: tf.distribute.Strategy | None = None):
         self.model = model
         self.views = training_views(model)
         self.sampler = sampler
-        self.seed = int(seed)
+        self.strategy = strategy or model.distribute_strategy
+        self.local_replicas = local_replicas(self.strategy)
         self.loader = dict(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         self.skipped_classifier_batches = 0
+        self._functions = {}
 
     def fit(self, train, validation_data=None, epochs: int = 1, initial_epoch: int = 0, callbacks=(), verbose: int = 1):
         model = self.model
         callback_list = keras.callbacks.CallbackList(
             list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
-            verbose=verbose, epochs=epochs, steps=len(train),
+            verbose=verbose, epochs=epochs, steps=len(train) // self.local_replicas,
         )
         model.stop_training = False
         callback_list.on_train_begin()
@@ -187,9 +205,9 @@ class AlternatingTrainer:
             train.set_epoch(epoch)
             logs = {}
             skipped_before = self.skipped_classifier_batches
-            for step, batch in enumerate(iterate_batches(train, **self.loader)):
+            for step, batches in enumerate(self._steps(train)):
                 callback_list.on_train_batch_begin(step)
-                logs = self.train_step(batch, epoch, step, logs)
+                logs = self.train_step(batches, logs)
                 callback_list.on_train_batch_end(step, logs)
                 if model.stop_training:
                     break
@@ -209,47 +227,96 @@ class AlternatingTrainer:
         callback_list.on_train_end()
         return next(cb for cb in callback_list.callbacks if isinstance(cb, keras.callbacks.History))
 
-    def train_step(self, batch, epoch: int, step: int, previous: dict) -> dict:
-        x, y = batch
+    def _steps(self, generator):
+        """This worker's replica batches, grouped by step (``local_replicas`` per step)."""
+        group = []
+        for batch in iterate_batches(generator, **self.loader):
+            group.append(batch)
+            if len(group) == self.local_replicas:
+                yield group
+                group = []
+
+    def train_step(self, batches: list, previous: dict) -> dict:
+        """One step on ``batches`` (one ``(x, y)`` per local replica) -> the merged logs."""
+        self.reset_view_metrics()
+        x, y = distribute_replica_batches(self.strategy, batches)
         start = time.perf_counter()
-        rpn_logs = self.views.rpn.train_on_batch(x, y, return_dict=True)
+        rpn_logs, proposals, counts = self._function("rpn_train")(x, y)
+        rpn_logs = _floats(rpn_logs)
         rpn_time = time.perf_counter() - start
-        rois = self._sample(rpn_logs, y, (epoch, step))
+        rois, tally = self._function("sample")(proposals, counts, y)
         classifier_time = 0.0
-        if rois.positives + rois.negatives == 0:
+        if tally["positives"] + tally["negatives"] == 0:
             self.skipped_classifier_batches += 1
             cls_logs = {k: v for k, v in previous.items() if k.startswith("class_")}
         else:
             t = time.perf_counter()
-            cls_logs = self.views.classifier.train_on_batch(
-                [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
-            )
+            cls_logs = _floats(self._function("classifier_train")(x, rois))
             classifier_time = time.perf_counter() - t
         total = time.perf_counter() - start
         self.outside_shares.append(1.0 - (rpn_time + classifier_time) / total)
-        self._positives.append(rois.positives / len(x))
-        return self._merge(rpn_logs, cls_logs, outside_share=float(np.mean(self.outside_shares)), rois_positive=float(np.mean(self._positives)))
+        self._positives.append(tally["positives"] / tally["images"])
+        return self._merge(rpn_logs, cls_logs, outside_share=float(np.mean(self.outside_shares)),
+                           rois_positive=float(np.mean(self._positives)))
 
     def evaluate(self, data) -> dict:
-        """Mean losses over ``data`` (proposals from the RPN, ROIs sampled with fixed seeds)."""
+        """Mean losses over ``data`` (proposals from the RPN, ROIs sampled from each image's seed)."""
         self.reset_metrics()
         logs = {}
-        for step, (x, y) in enumerate(iterate_batches(data, **self.loader)):
-            rpn_logs = self.views.rpn.test_on_batch(x, y, return_dict=True)
-            rois = self._sample(rpn_logs, y, (-1, step))
+        for batches in self._steps(data):
+            self.reset_view_metrics()
+            x, y = distribute_replica_batches(self.strategy, batches)
+            rpn_logs, proposals, counts = self._function("rpn_test")(x, y)
+            rois, tally = self._function("sample")(proposals, counts, y)
             cls_logs = {k: v for k, v in logs.items() if k.startswith("class_")}
-            if rois.positives + rois.negatives:
-                cls_logs = self.views.classifier.test_on_batch(
-                    [x, rois.rois], {"classes": rois.classes, "regress": rois.regress}, return_dict=True
-                )
-            logs = self._merge(rpn_logs, cls_logs)
+            if tally["positives"] + tally["negatives"]:
+                cls_logs = _floats(self._function("classifier_test")(x, rois))
+            logs = self._merge(_floats(rpn_logs), cls_logs)
         return {k: v for k, v in logs.items() if k not in ("outside_share", "rois_positive")}
 
-    def _sample(self, rpn_logs: dict, y: dict, key):
-        proposals = np.asarray(rpn_logs.pop("proposals"))
-        counts = np.asarray(rpn_logs.pop("proposal_counts"))
-        rng = np.random.default_rng([self.seed, *(k + 1 for k in key)])
-        return self.sampler.sample(proposals, counts, y["gt_boxes"], y["gt_class_ids"], rng)
+    def _function(self, name: str):
+        """The step functions, traced once per trainer (``tf.function`` around ``strategy.run``)."""
+        if name not in self._functions:
+            self._functions[name] = self._make_function(name)
+        return self._functions[name]
+
+    def _make_function(self, name: str):
+        strategy, rpn, classifier, sampler = self.strategy, self.views.rpn, self.views.classifier, self.sampler
+
+        def mean(values: dict) -> dict:
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in values.items()}
+
+        def rpn_step(x, y, train: bool):
+            outputs = strategy.run(rpn.train_step if train else rpn.test_step, args=((x, y),))
+            proposals, counts = outputs.pop("proposals"), outputs.pop("proposal_counts")
+            return mean(outputs), proposals, counts
+
+        def sample(proposals, counts, y):
+            picked = strategy.run(sampler, args=(proposals, counts, y["gt_boxes"], y["gt_class_ids"], y["sample_seeds"]))
+            counted = strategy.run(lambda p, seeds: {"positives": p["positives"], "negatives": p["negatives"],
+                                                     "images": tf.shape(seeds)[0]}, args=(picked, y["sample_seeds"]))
+            # summed over the replicas (as floats: what collectives reduce everywhere)
+            tally = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda v: tf.cast(v, tf.float32), args=(v,)),
+                                        axis=None) for k, v in counted.items()}
+            rois = {k: picked[k] for k in ("rois", "classes", "regress")}
+            return rois, tally
+
+        def classifier_step(x, rois, train: bool):
+            data = ((x, rois["rois"]), {"classes": rois["classes"], "regress": rois["regress"]})
+            return mean(strategy.run(classifier.train_step if train else classifier.test_step, args=(data,)))
+
+        steps = {
+            "rpn_train": (lambda x, y: rpn_step(x, y, True), rpn.jit_compile),
+            "rpn_test": (lambda x, y: rpn_step(x, y, False), rpn.jit_compile),
+            "sample": (sample, False),  # map_fn and stateless draws per image: no XLA kernels for all of it
+            "classifier_train": (lambda x, rois: classifier_step(x, rois, True), classifier.jit_compile),
+            "classifier_test": (lambda x, rois: classifier_step(x, rois, False), classifier.jit_compile),
+        }
+        fn, jit = steps[name]
+        function = tf.function(fn, reduce_retracing=True, jit_compile=bool(jit))
+        if name == "sample":
+            return lambda *args: _tally(*function(*args))
+        return function
 
     @staticmethod
     def _merge(rpn_logs: dict, cls_logs: dict, **extra) -> dict:
@@ -258,7 +325,19 @@ class AlternatingTrainer:
         logs.update(extra)
         return logs
 
-    def reset_metrics(self) -> None:
+    def reset_view_metrics(self) -> None:
+        """Each step logs its own values (as ``train_on_batch`` did)."""
         self.views.rpn.reset_metrics()
         self.views.classifier.reset_metrics()
+
+    def reset_metrics(self) -> None:
+        self.reset_view_metrics()
         self.outside_shares, self._positives = [], []
+
+
+def _floats(logs: dict) -> dict:
+    return {k: float(v) for k, v in logs.items()}
+
+
+def _tally(rois: dict, tally: dict):
+    return rois, {k: int(v) for k, v in tally.items()}

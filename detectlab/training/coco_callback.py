@@ -72,6 +72,12 @@ class CocoEvaluation(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.seconds: list[float] = []  # wall time of each evaluation
         self._evaluator = self._twin = self._writer = None
+        self.strategy, self.chief = None, True
+
+    def share(self, strategy, chief: bool) -> None:
+        """In a multi-worker run: only the chief evaluates, and every worker logs its values
+        (so early stopping and learning-rate schedules decide alike everywhere)."""
+        self.strategy, self.chief = strategy, chief
 
     def names(self) -> tuple[str, ...]:
         """The names this callback logs (known before training, for the monitor check)."""
@@ -94,14 +100,20 @@ class CocoEvaluation(keras.callbacks.Callback):
         if logs is None or not self.due(epoch) or getattr(self.model, "stop_training", False):
             return
         start = time.perf_counter()
-        evaluation = self._evaluator_for(self.model).run()
-        values = epoch_values(evaluation.metrics)
+        evaluation = self._evaluator_for(self.model).run() if self.chief else None
+        values = epoch_values(evaluation.metrics) if evaluation else {}
+        if self.strategy is not None:
+            from detectlab.training.distributed import from_chief
+
+            shared = from_chief(self.strategy, {n: float(values.get(n, np.nan)) for n in self.names()})
+            values = {**values, **{n: float(v) for n, v in shared.items()}}
         logs.update(values)
-        if self.image_count:
+        if self.image_count and evaluation is not None:
             self._write_images(epoch, evaluation.detections)
         self.seconds.append(time.perf_counter() - start)
         mask = f" mask AP {values['val_mask_AP']:.3f} AP50 {values['val_mask_AP50']:.3f}" if "val_mask_AP" in values else ""
-        log.info("epoch %d: COCO evaluation of %d images in %.1f s: AP %.3f AP50 %.3f AP75 %.3f%s", epoch + 1,
+        by = "" if self.chief else " (the chief's)"
+        log.info("epoch %d: COCO evaluation%s of %d images in %.1f s: AP %.3f AP50 %.3f AP75 %.3f%s", epoch + 1, by,
                  len(self.dataset), self.seconds[-1], values["val_AP"], values["val_AP50"], values["val_AP75"], mask)
 
     def on_train_end(self, logs=None):

@@ -17,7 +17,8 @@ from detectlab.errors import ConfigError
 
 
 class FitTrainer:
-    """Keras ``fit``: one optimizer, any ``tf.distribute`` strategy."""
+    """Keras ``fit``: one optimizer, any ``tf.distribute`` strategy (with several replicas
+    the generators reach them as :class:`~detectlab.training.distributed.ReplicaBatches`)."""
 
     name = "fit"
 
@@ -31,8 +32,15 @@ class FitTrainer:
     def fit(self, model, family, cfg, num_classes: int, train, val, epochs: int, initial_epoch: int, callbacks,
             verbose: int):
         """Train ``model`` from ``initial_epoch`` to ``epochs``; returns the ``History``."""
+        train, val = (replica_batches(model, data) for data in (train, val))
+        # shuffle=False: the generator orders each epoch itself, seeded by (seed, epoch), so the
+        # batches are the same on one device and on N replicas (Keras would reorder them again)
         return model.fit(train, validation_data=val, validation_steps=cfg.train.validation_steps, epochs=epochs,
-                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+                         initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+
+    def optimizers(self, model) -> list:
+        """The optimizers whose state a checkpoint keeps (after :meth:`compile`)."""
+        return [model.optimizer]
 
     def step_log_names(self, model) -> set[str]:
         """Names a training (and, as ``val_``, validation) step logs."""
@@ -53,25 +61,25 @@ class FitTrainer:
 
 class AlternatingViewsTrainer(FitTrainer):
     """keras-frcnn's loop: per batch the RPN view trains, ROIs are sampled from its proposals,
-    then the classifier view trains; each view has its own optimizer. One device only."""
+    then the classifier view trains; each view has its own optimizer. Any ``tf.distribute``
+    strategy: each step runs on every replica (:class:`AlternatingTrainer`)."""
 
     name = "alternating"
-
-    def check(self, cfg) -> None:
-        if cfg.train.distribute != "none":
-            raise ConfigError(f"train.distribute: the alternating {cfg.model.family} loop runs on one device (use 'none')")
 
     def compile(self, model, new_optimizer: Callable, jit_compile: bool = False) -> None:
         from detectlab.training.alternating import compile_views
 
         compile_views(model, new_optimizer(), new_optimizer(), jit_compile=jit_compile)
 
+    def optimizers(self, model) -> list:
+        return [model.rpn_optimizer, model.classifier_optimizer]
+
     def loop(self, model, family, cfg, num_classes: int):
         from detectlab.training.alternating import AlternatingTrainer
 
         t = cfg.train
         # the loop pulls batches with its own worker pool: the generator itself stays serial
-        return AlternatingTrainer(model, family.make_sampler(cfg, num_classes), seed=t.seed, workers=t.workers,
+        return AlternatingTrainer(model, family.make_sampler(cfg, num_classes), workers=t.workers,
                                   use_multiprocessing=t.use_multiprocessing, max_queue_size=t.max_queue_size)
 
     def fit(self, model, family, cfg, num_classes: int, train, val, epochs: int, initial_epoch: int, callbacks,
@@ -100,7 +108,17 @@ class AlternatingViewsTrainer(FitTrainer):
     def step_function(self, model, family, cfg, num_classes: int):
         loop = self.loop(model, family, cfg, num_classes)
         loop.reset_metrics()
-        return (lambda batch, index: loop.train_step(batch, 0, index, {})), loop
+        return (lambda batch, index: loop.train_step([batch], {})), loop
+
+
+def replica_batches(model, generator):
+    """``generator`` as ``fit`` should read it under the model's strategy: itself on one
+    replica, else its items distributed to the replicas (``None`` stays ``None``)."""
+    if generator is None or model.distribute_strategy.num_replicas_in_sync == 1:
+        return generator
+    from detectlab.training.distributed import ReplicaBatches
+
+    return ReplicaBatches(generator, model.distribute_strategy)
 
 
 TRAINERS = {trainer.name: trainer for trainer in (FitTrainer(), AlternatingViewsTrainer())}

@@ -66,10 +66,42 @@ def test_steps_per_epoch_windows_cover_each_pass_exactly_once(shapes_dir):
         assert sorted(p) == list(range(48))
 
 
-def test_shards_split_an_epoch_between_workers(shapes_dir):
-    shards = [batches(shapes_dir, seed=4, num_shards=2, shard_index=i) for i in range(2)]
-    assert [len(g) for g in shards] == [5, 5]  # 10 batches per epoch, 5 each
-    seen = [i for g in shards for b in range(len(g)) for _, i in g.batch_indices(b)]
+def test_workers_and_replicas_split_each_global_batch(shapes_dir):
+    """batch_size is the global batch: 2 workers x 2 replicas share every step's 5 images, and
+    together they yield exactly what one process yields, every image once per epoch."""
     whole = batches(shapes_dir, seed=4)
-    assert sorted(seen) == sorted(i for b in range(len(whole)) for _, i in whole.batch_indices(b))
-    assert len(seen) == len(set(seen)) == 48
+    shards = [batches(shapes_dir, seed=4, num_shards=2, shard_index=i, local_replicas=2) for i in range(2)]
+    # 48 = 9 x 5 + 3: the remainder 3 < 4 replicas joins the first batch (8 images), 9 steps
+    assert [g.steps() for g in shards] == [9, 9] and [len(g) for g in shards] == [18, 18]
+    for step in range(9):
+        parts = [g.batch_indices(2 * step + local) for g in shards for local in range(2)]
+        assert all(len(p) >= 1 for p in parts) and max(map(len, parts)) - min(map(len, parts)) <= 1
+        union = [i for p in parts for _, i in p]
+        expected = [i for _, i in whole.batch_indices(0)] + [i for _, i in whole.batch_indices(1)] if step == 0 \
+            else [i for _, i in whole.batch_indices(step + 1)]
+        assert union == expected
+    seen = [i for g in shards for b in range(len(g)) for _, i in g.batch_indices(b)]
+    assert sorted(seen) == list(range(48))
+
+
+def test_a_remainder_as_large_as_the_replicas_is_its_own_step(shapes_dir):
+    gens = [batches(shapes_dir, seed=1, num_shards=3, shard_index=i) for i in range(3)]  # 48 % 5 = 3 replicas
+    assert [len(g) for g in gens] == [10, 10, 10]
+    assert [len(g.batch_indices(0)) for g in gens] == [1, 1, 1] and [len(g.batch_indices(1)) for g in gens] == [2, 2, 1]
+    assert sorted(i for g in gens for b in range(10) for _, i in g.batch_indices(b)) == list(range(48))
+
+
+def test_steps_per_epoch_counts_global_steps_across_workers(shapes_dir):
+    gens = [batches(shapes_dir, seed=2, steps_per_epoch=4, num_shards=2, shard_index=i) for i in range(2)]
+    whole = batches(shapes_dir, seed=2, steps_per_epoch=4)
+    for epoch in (0, 3):
+        for g in (*gens, whole):
+            g.set_epoch(epoch)
+        for step in range(4):
+            union = [i for g in gens for _, i in g.batch_indices(step)]
+            assert union == [i for _, i in whole.batch_indices(step)]
+
+
+def test_too_few_images_for_the_replicas_is_an_error(shapes_dir):
+    with pytest.raises(ValueError, match="cannot feed 8 replicas"):
+        batches(shapes_dir, num_shards=4, local_replicas=2)

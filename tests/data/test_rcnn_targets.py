@@ -5,7 +5,7 @@ import pytest
 
 from detectlab.anchor_grid import REFERENCE_RATIOS, anchor_shapes, grid_anchors
 from detectlab.box_coding import DeltaCoder
-from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
+from detectlab.data.rcnn_targets import RpnTargetEncoder
 
 
 def test_anchor_grid_and_reference_ratios():
@@ -60,38 +60,3 @@ def test_crowd_regions_are_not_negatives_and_not_targets():
     cls, _ = enc.encode(crowd, np.array([True]), np.random.default_rng(0))
     assert cls[..., 2:].sum() == 0
     assert cls[1, 1, :2].sum() == 0 and cls[2, 2, :2].sum() == 0  # overlap the crowd box: ignored
-
-
-def test_roi_sampler_thresholds_counts_and_targets():
-    sampler = RoiSampler(num_classes=3, coder=DeltaCoder.keras_frcnn((8, 8, 4, 4)), num_rois=4, fg_iou=0.5, bg_low=0.1, add_gt=True)
-    gt = np.zeros((1, 5, 4), np.float32)
-    gt[0, 0] = [0.2, 0.2, 0.6, 0.6]
-    ids = np.full((1, 5), -1, np.int32)
-    ids[0, 0] = 2
-    proposals = np.zeros((1, 6, 4), np.float32)
-    proposals[0, 0] = [0.2, 0.2, 0.6, 0.6]  # IoU 1: foreground
-    proposals[0, 1] = [0.2, 0.4, 0.6, 0.8]  # IoU 0.08/0.24 = 1/3: background
-    proposals[0, 2] = [0.55, 0.55, 0.95, 0.95]  # IoU 0.0025/0.3175 < 0.1: dropped
-    batch = sampler.sample(proposals, np.array([3]), gt, ids, np.random.default_rng(0))
-    assert batch.rois.shape == (1, 4, 4) and batch.classes.shape == (1, 4, 4) and batch.regress.shape == (1, 4, 24)
-    assert batch.positives == 2 and batch.negatives == 2 and batch.unusable_images == 0
-    labels = batch.classes[0].argmax(-1)
-    assert sorted(labels) == [2, 2, 3, 3]  # two of class 2 (proposal + GT), two background (class index 3)
-    for roi, label, reg in zip(batch.rois[0], labels, batch.regress[0]):
-        assert not np.allclose(roi, proposals[0, 2])
-        if label == 2:
-            np.testing.assert_array_equal(reg[8:12], 1)  # class 2 slot
-            np.testing.assert_allclose(reg[12 + 8 : 12 + 12], 0, atol=1e-6)  # exact box: zero deltas
-        else:
-            np.testing.assert_allclose(roi, proposals[0, 1])
-            assert not reg.any()
-
-
-def test_roi_sampler_counts_images_without_usable_rois():
-    sampler = RoiSampler(num_classes=2, coder=DeltaCoder.keras_frcnn((8, 8, 4, 4)), num_rois=4)
-    gt = np.zeros((2, 3, 4), np.float32)
-    ids = np.full((2, 3), -1, np.int32)
-    proposals = np.tile(np.array([[[0.1, 0.1, 0.3, 0.3]]], np.float32), (2, 2, 1))
-    batch = sampler.sample(proposals, np.array([2, 2]), gt, ids, np.random.default_rng(0))
-    assert batch.unusable_images == 2 and batch.positives == batch.negatives == 0
-    assert not batch.classes.any()

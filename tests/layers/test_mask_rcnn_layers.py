@@ -269,14 +269,18 @@ def test_detection_targets_counts_crowd_deltas_and_masks():
     assert not classes[2].any() and not rois[2].any()
 
 
-def test_detection_targets_samples_random_positive_subsets():
+def test_detection_targets_samples_random_positive_subsets_drawn_from_the_image_seed():
     proposals, ids, gt, masks = targets_case()
     layer = DetectionTargets(coder=CODER, train_rois=6, roi_positive_ratio=0.33)
     seen = set()
-    for _ in range(20):
-        rois = layer(proposals[:1], ids[:1], gt[:1], masks[:1])[0].numpy()
+    for seed in range(20):
+        rois = layer(proposals[:1], ids[:1], gt[:1], masks[:1], np.int64([seed]))[0].numpy()
         seen |= {find_row(r, PROPOSALS0[:3]) for r in rois[0, :2]}
     assert seen == {0, 1, 2}
+    # the same seed gives the same ROIs, also with the image at another place in the batch
+    once = layer(proposals[:1], ids[:1], gt[:1], masks[:1], np.int64([3]))[0].numpy()[0]
+    again = layer(proposals[[1, 0]], ids[[1, 0]], gt[[1, 0]], masks[[1, 0]], np.int64([9, 3]))[0].numpy()[1]
+    np.testing.assert_array_equal(again, once)
 
 
 def test_detection_targets_can_add_gt_boxes_as_proposals():

@@ -100,7 +100,8 @@ def test_training_the_rpn_view_updates_the_shared_backbone(tiny_cfg):
 
 
 def test_the_coded_targets_decode_back_onto_the_ground_truth():
-    from detectlab.data.rcnn_targets import RoiSampler, RpnTargetEncoder
+    from detectlab.data.rcnn_targets import RpnTargetEncoder
+    from detectlab.layers.roi_sampling import RoiSampler
     from detectlab.layers.rcnn_detections import RcnnBoxDecoder
     from detectlab.models.faster_rcnn import box_coders
 
@@ -118,8 +119,8 @@ def test_the_coded_targets_decode_back_onto_the_ground_truth():
     np.testing.assert_allclose(proposals[0, 0].numpy() * 128, gt[0], atol=1e-3)
 
     rois = np.float32([[[0.3, 0.4, 0.75, 0.7], [0.32, 0.38, 0.8, 0.72]]])
-    sampled = RoiSampler(2, roi_coder, num_rois=2, add_gt=False).sample(rois, np.array([2]), gt[None] / 128, np.int32([[1]]),
-                                                           np.random.default_rng(0))
-    assert sampled.positives == 2
-    boxes, _ = RcnnBoxDecoder(2, roi_coder)(sampled.rois, sampled.classes, sampled.regress[..., 8:])
+    sampled = RoiSampler(2, roi_coder, num_rois=2, add_gt=False)(rois, np.array([2]), gt[None] / 128, np.int32([[1]]),
+                                                                np.int64([0]))
+    assert sampled["positives"] == 2
+    boxes, _ = RcnnBoxDecoder(2, roi_coder)(sampled["rois"], sampled["classes"], sampled["regress"][..., 8:])
     np.testing.assert_allclose(boxes[0, :, 1].numpy() * 128, np.repeat(gt, 2, 0), atol=1e-3)

@@ -137,7 +137,7 @@ def test_plateau_smooths_and_early_stopping_waits_for_half_the_stage(tiny_cfg, t
     cfg = tiny_cfg("train.reduce_lr_on_plateau={patience: 2}", "train.early_stopping={patience: 3}", "eval.interval=2")
     monitors = Monitors(Monitor("val_AP50", "max"), Monitor("val_AP50", "max"), Monitor("val_AP50", "max"))
     evaluation = CocoEvaluation(cfg, load_coco(shapes_dir / "instances_val.json"), False, tmp_path / "logs")
-    callbacks = make_callbacks(cfg, tmp_path, NonFiniteLossGuard(), True, False, 0, 1, evaluation, monitors, (20, 80))
+    callbacks = make_callbacks(cfg, tmp_path, NonFiniteLossGuard(), False, 0, 1, evaluation, monitors, (20, 80))
     plateau, early = [c for c in callbacks if isinstance(c, (SmoothedPlateau, keras.callbacks.EarlyStopping))]
     assert plateau.patience == 3  # 10% of the stage's 30 evaluations
     assert early.start_from_epoch == 50  # half of epochs 21-80

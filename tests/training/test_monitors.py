@@ -107,7 +107,7 @@ def test_early_stopping_and_plateau_on_ap_from_the_runner(tmp_path, tiny_cfg):
                    "train.reduce_lr_on_plateau={patience: 1, factor: 0.5, smoothing: 0, patience_fraction: 0}",
                    "train.schedule.decay=constant")  # the raw values (smoothing: tests/tools/test_users_files.py)
     monitors = resolve_monitors(cfg, {"loss", "val_loss", *EVAL_NAMES}, True)
-    made = make_callbacks(cfg, tmp_path, NonFiniteLossGuard(), True, False, 0, 0, None, monitors)
+    made = make_callbacks(cfg, tmp_path, NonFiniteLossGuard(), False, 0, 0, None, monitors)
     wanted = [cb for cb in made if isinstance(cb, (AtomicCheckpoint, keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]
     assert len(wanted) == 3
     plateau = next(cb for cb in wanted if isinstance(cb, keras.callbacks.ReduceLROnPlateau))
