@@ -156,7 +156,7 @@ def test_reference_layout_h5_loads_by_name_with_exclusions(tiny_cfg, tmp_path):
 
 def test_staged_recipe_trains_the_right_layers_and_resumes_into_the_next_stage(tmp_path, shapes_dir, tiny_cfg):
     (tmp_path / "shapes").symlink_to(shapes_dir)
-    common = ["train.steps_per_epoch=2", "train.checkpoint_keep=5", "eval.after_training=false", "data.shapes.train=32", "data.shapes.val=8"]
+    common = ["train.steps_per_epoch=2", "train.checkpoint_keep=5", "eval.after_training=false", "data.shapes.size=64", "data.shapes.train=48", "data.shapes.val=16"]  # the shared dataset as written: other sizes would rewrite it under every other test
     two = "train.stages=[{name: heads, layers: heads, epochs: 1, lr: 0.01}, {name: 4+, layers: 4+, epochs: 1, lr: 0.01}]"
     first = train(tiny_cfg(two, *common, recipe=RECIPE), tmp_path)
     assert first.history["learning_rate"] == pytest.approx([0.01, 0.01])

@@ -165,7 +165,7 @@ def test_evaluate_with_a_bad_ground_truth_file(capsys, tmp_path, gt_text, messag
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"bbox": [12, 11, 29]}, "result 2: 'bbox' must be 4 numbers [x, y, w, h], got [12, 11, 29]"),
+        ({"bbox": [12, 11, 29]}, "result 2: 'bbox' must be 4 numbers [x, y, w, h] with w, h >= 0, got [12, 11, 29]"),
         ({"score": "0.7"}, "result 2: 'score' must be a number, got '0.7'"),
     ],
 )

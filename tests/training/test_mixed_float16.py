@@ -74,7 +74,8 @@ def test_float16_overflow_is_skipped_by_the_loss_scaler(float16_policy, tiny_cfg
 def test_each_family_trains_under_mixed_float16(recipe, tmp_path, shapes_dir):
     (tmp_path / "shapes").symlink_to(shapes_dir)
     cfg = load_config(INSTANT / recipe, ["train.precision=mixed_float16", "train.epochs=2", "train.steps_per_epoch=4",
-                                         "eval.after_training=false", "data.val=null"])
+                                         "eval.after_training=false", "data.val=null",
+                                         "data.shapes={train: 48, val: 16, size: 64, seed: 0}"])  # the shared dataset as written
     try:
         result = train(cfg, tmp_path)
         model = result.model
