@@ -26,6 +26,10 @@ import numpy as np
 import tensorflow as tf
 
 from detectlab.training.devices import cpu_has_native_bfloat16
+from detectlab.utils import cpu_flags
+
+# the CPU features that decide convolution and bfloat16 speed, recorded with every measurement
+SPEED_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 FLOP_OPS = {"Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput", "DepthwiseConv2dNative", "_FusedConv2D", "_FusedMatMul"}
 
@@ -307,4 +311,5 @@ def conditions() -> dict:
         "keras": keras.__version__,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "cpu_native_bfloat16": cpu_has_native_bfloat16(),
+        "cpu_flags": [flag for flag in SPEED_CPU_FLAGS if flag in cpu_flags()],
     }

@@ -114,7 +114,8 @@ def main() -> int:
             peak = max(peak, bench.matmul_flops_per_second(matmul_dtype))
             step = statistics.median(times)
             images_per_s = args.batch / step
-            result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
+            result.update(train_step_ms_median=round(step * 1000, 1), train_step_ms_min=round(min(times) * 1000, 1),
+                          train_step_ms_max=round(max(times) * 1000, 1), train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
             if loop is not None:  # share of the step outside the two train_on_batch calls
                 result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)
