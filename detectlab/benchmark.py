@@ -3,8 +3,8 @@
 - ``forward_flops``: 2 x multiply-adds of every convolution / matmul op in the traced
   training-mode forward graph, at the shapes they run at on a real batch, per image.
 - ``matmul_flops_per_second``: median rate of a 2048^3 ``tf.matmul`` in the given dtype.
-- ``training_step_times``: ``train_on_batch`` wall times after warm-up, on real batches
-  from the family's generator (augmented, target-encoded) over JPEG files.
+- ``timed_steps``: ``train_on_batch`` wall times after warm-up, on real batches from the
+  family's generator (augmented, target-encoded) over JPEG files, and the cores kept busy.
 - MFU = 3 x forward FLOPs per image x images/s / matmul FLOP/s (same run, same precision).
 - ``export_ms_per_image``: median latency of one image through each export format.
 - ``profile_steps`` / ``op_self_times``: a TensorFlow profiler trace of training steps (what
@@ -92,17 +92,26 @@ def matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> 
     return 2.0 * size**3 / statistics.median(times)
 
 
-def training_step_times(step, batches, warmup: int = 3, steps: int = 10) -> list[float]:
-    """Wall times of ``step(batch, index)`` after ``warmup`` untimed calls."""
+def timed_steps(step, batches, warmup: int = 3, steps: int = 10) -> tuple[list[float], float]:
+    """Wall times of ``step(batch, index)`` after ``warmup`` untimed calls, and the cores
+    this process kept busy meanwhile (CPU time over wall time: below the core count when
+    other processes took the CPU, or the step left cores idle)."""
     for i in range(warmup):
         step(batches[i % len(batches)], i)
     times = []
+    cpu_start, wall_start = _process_cpu_seconds(), time.perf_counter()
     for i in range(steps):
         batch = batches[(warmup + i) % len(batches)]
         start = time.perf_counter()
         step(batch, warmup + i)
         times.append(time.perf_counter() - start)
-    return times
+    busy = (_process_cpu_seconds() - cpu_start) / max(time.perf_counter() - wall_start, 1e-9)
+    return times, round(busy, 2)
+
+
+def _process_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def profile_steps(step, batches, log_dir, steps: int = 3, first_index: int = 0) -> Path:

@@ -109,13 +109,14 @@ def main() -> int:
         if "train" not in args.skip:
             trainer.compile(model, lambda: make_optimizer(cfg.train, cfg.train.lr, 1000), jit_compile=jit)
             step_fn, loop = trainer.step_function(model, family, cfg, args.num_classes)
-            times = bench.training_step_times(step_fn, batches, args.warmup, args.steps)
+            times, busy = bench.timed_steps(step_fn, batches, args.warmup, args.steps)
             # the machine's speed drifts: take the better of two peak measurements (lower MFU)
             peak = max(peak, bench.matmul_flops_per_second(matmul_dtype))
             step = statistics.median(times)
             images_per_s = args.batch / step
             result.update(train_step_ms_median=round(step * 1000, 1), train_step_ms_min=round(min(times) * 1000, 1),
-                          train_step_ms_max=round(max(times) * 1000, 1), train_images_per_s=round(images_per_s, 3),
+                          train_step_ms_max=round(max(times) * 1000, 1), proc_cores_busy=busy,
+                          train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
             if loop is not None:  # share of the step outside the two train_on_batch calls
                 result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)

@@ -182,7 +182,7 @@ def detectlab_run(args, workload: str, precision: str) -> dict:
             "flops_method": "2*MACs of Conv/ConvTranspose/MatMul ops in the training-mode forward graph, at the shapes "
                             "they ran with, / batch", "jit_compile": out.get("jit_compile"),
             "keras_policy": out.get("precision"), "tf": conditions.get("tensorflow"), "cpu": conditions.get("cpu"),
-            "cpu_flags": conditions.get("cpu_flags"), "host_steal_pct": _percent(conditions.get("host_steal_share")),
+            "cpu_flags": conditions.get("cpu_flags"), "proc_cores_busy": out.get("proc_cores_busy"), "host_steal_pct": _percent(conditions.get("host_steal_share")),
             "status": "ok"}
 
 
