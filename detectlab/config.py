@@ -88,15 +88,23 @@ class AugmentConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights by registered name, and per-class weights for class terms.
+    """The loss terms (registered names in ``LOSSES``), their weights, and per-class weights
+    for class terms.
 
+    ``terms`` lists the family's terms (null: the reference's, e.g. ``yolo_xy_loss``,
+    ``yolo_wh_loss``, ``yolo_confidence_loss``, ``yolo_class_loss``). ``box`` swaps the box
+    terms for another box loss: ``giou``, ``diou`` or ``ciou`` (IoU family; YOLO and the
+    R-CNN box heads), or the reference's (``xywh`` for YOLO, ``smooth_l1`` for R-CNN).
     ``class_weights`` is null, ``balanced`` (inverse class frequency in the training
     data), a list with one weight per class, or a mapping class name -> weight
     (classes not named keep weight 1).
     """
 
+    terms: list[str] | None = None
+    box: str | None = None
     weights: dict[str, float] = field(default_factory=dict)
     class_weights: Any = None
+    label_smoothing: float = 0.0  # class targets smoothed by this amount (YOLO: 1 - e/2 and e/2)
 
 
 @dataclass
@@ -356,6 +364,7 @@ RANGES = {
     "augment.hflip": _UNIT, "augment.jitter": _FRACTION, "augment.scale": _POSITIVE, "augment.hue": _UNIT,
     "augment.saturation": _at_least(1), "augment.value": _at_least(1),
     "loss.weights": ((lambda v: not v < 0), "0 or more"),  # NaN passes: it is how tests trip the NaN guard
+    "loss.label_smoothing": _FRACTION,
     "train.epochs": _ONE, "train.steps_per_epoch": _ONE, "train.validation_steps": _ONE, "train.batch_size": _ONE,
     "train.lr": _POSITIVE, "train.momentum": _FRACTION, "train.clipnorm": _POSITIVE, "train.warmup_steps": _at_least(0),
     "train.stages.epochs": _ONE, "train.stages.lr": _POSITIVE,

@@ -5,8 +5,9 @@ from plain constructor arguments (so ``get_config``/``from_config`` round-trip a
 ``keras.saving.load_model(..., safe_mode=True)`` rebuilds them), its layers are named
 (for by-name weight loading and layer presets; :func:`detectlab.utils.named_layers`
 opens the convolution + batch-norm pairs), and ``compute_loss`` returns the
-weighted sum of the family's named losses, each tracked by a ``keras.metrics.Mean`` of the
-same name, so every term reaches the progress bar, History, CSV and TensorBoard.
+weighted sum of the named loss terms its criterion (``CRITERION``, built from the recipe's
+``loss`` section) returns, each tracked by a ``keras.metrics.Mean`` of the same name, so
+every term reaches the progress bar, History, CSV and TensorBoard.
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ def threshold_inputs(images, enabled: bool):
 
 
 class DetectorModel(keras.Model):
-    """Base class. Subclasses set ``CONFIG``, ``LOSS_NAMES`` and ``LAYER_PRESETS`` and build
+    """Base class. Subclasses set ``CONFIG``, ``CRITERION`` and ``LAYER_PRESETS`` and build
     the graph from the settings :meth:`split_settings` gives them."""
 
     # the family's ``model`` dataclass: the one declaration of the model's settings, their
     # defaults and their types (the recipe, the constructor and the saved config all use it)
     CONFIG: type | None = None
-    LOSS_NAMES: tuple[str, ...] = ()
+    # the family's :class:`~detectlab.losses.criterion.Criterion` (its terms and their names)
+    CRITERION: type | None = None
     # preset name -> regex of the layers that train (matched against full layer names)
     LAYER_PRESETS: dict[str, str] = {"all": ".*"}
 
@@ -84,36 +86,56 @@ class DetectorModel(keras.Model):
         self.constructor_args.update({"class_names": self.class_names, "category_ids": self.category_ids})
 
     @classmethod
-    def resolve_loss_weights(cls, loss_weights: dict | None) -> dict[str, float]:
-        """``{registered loss name: weight}`` for every one of this family's losses (1.0 when
-        not given). A name that is not a registered loss, or is another family's, is a
-        ``ConfigError`` naming it."""
+    def loss_settings(cls, loss_cfg) -> dict:
+        """The constructor's loss arguments from a recipe's ``loss`` section: ``loss_terms``
+        (resolved: ``loss.terms`` with ``loss.box``), ``loss_weights`` and
+        ``label_smoothing``; raises ``ConfigError`` for a bad name (checked before data loads)."""
+        terms = cls.CRITERION.resolve_terms(loss_cfg.terms, loss_cfg.box)
+        cls.resolve_loss_weights(loss_cfg.weights, terms)
+        return {"loss_terms": list(terms), "loss_weights": dict(loss_cfg.weights), "label_smoothing": loss_cfg.label_smoothing}
+
+    @classmethod
+    def resolve_loss_weights(cls, loss_weights: dict | None, terms=None) -> dict[str, float]:
+        """``{registered loss name: weight}`` for every one of ``terms`` (default: the family's
+        reference terms; 1.0 when not given). A name that is not a registered loss, or not one
+        of the terms, is a ``ConfigError`` naming it."""
         from detectlab.registry import LOSSES, RegistryError
 
+        terms = tuple(terms or cls.CRITERION.DEFAULT_TERMS)
         weights = dict(loss_weights or {})
         for name, value in weights.items():
             try:
                 LOSSES.get(name)
             except RegistryError as exc:
                 raise ConfigError(f"loss.weights: {exc}") from None
-            if name not in cls.LOSS_NAMES:
+            if name not in terms:
                 raise ConfigError(f"loss.weights.{name}: not a loss of {cls.__name__} "
-                                  f"(its losses: {', '.join(cls.LOSS_NAMES)})")
+                                  f"(its losses: {', '.join(terms)})")
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"loss.weights.{name}: expected a number >= 0, got {value!r}")
-        return {name: float(weights.get(name, 1.0)) for name in cls.LOSS_NAMES}
+        return {name: float(weights.get(name, 1.0)) for name in terms}
 
-    def _init_losses(self, loss_weights: dict | None, track_l2: bool = True) -> None:
-        self.loss_weights = self.resolve_loss_weights(loss_weights)
+    def _init_losses(self, criterion, loss_weights: dict | None, track_l2: bool = True) -> None:
+        """Adopt ``criterion`` (saved as ``loss_terms`` / ``label_smoothing``): weights and one
+        tracker per term (+ ``l2_loss``)."""
+        self.criterion = criterion
+        self.loss_weights = self.resolve_loss_weights(loss_weights, criterion.names)
+        self.constructor_args.update({"loss_weights": dict(loss_weights or {}), "loss_terms": list(criterion.names),
+                                      "label_smoothing": criterion.label_smoothing})
         self.loss_trackers = {
-            name: keras.metrics.Mean(name=name) for name in (*self.LOSS_NAMES, *((L2_LOSS,) if track_l2 else ()))
+            name: keras.metrics.Mean(name=name) for name in (*criterion.names, *((L2_LOSS,) if track_l2 else ()))
         }
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The named loss terms this model logs (its criterion's)."""
+        return self.criterion.names
 
     def total_loss(self, terms: dict, l2=None) -> tf.Tensor:
         """Weight, track and sum named loss terms (+ ``l2``, by default the layers' L2
         regularisation), each under its own name."""
         total = 0.0
-        for name in self.LOSS_NAMES:
+        for name in self.loss_names:
             value = self.loss_weights[name] * tf.cast(terms[name], tf.float32)
             self.loss_trackers[name].update_state(value)
             total = total + value

@@ -27,7 +27,7 @@ from detectlab.layers.preprocess import IMAGENET_CAFFE_MEAN_RGB, ImageNormalizat
 from detectlab.layers.proposals import RpnProposals
 from detectlab.layers.rcnn_detections import RcnnBoxDecoder
 from detectlab.layers.roi_align import RoiAlign
-from detectlab.losses.faster_rcnn import FASTER_RCNN_LOSS_NAMES
+from detectlab.losses.faster_rcnn import FasterRcnnCriterion
 from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, MODELS
@@ -81,7 +81,7 @@ class _Graph:
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class FasterRCNN(DetectorModel):
-    LOSS_NAMES = FASTER_RCNN_LOSS_NAMES
+    CRITERION = FasterRcnnCriterion
     LAYER_PRESETS = {
         "all": ".*",
         "heads": r"(rpn_.*)|(fc\d.*)|(dense_.*)|(res5.*)|(bn5.*)|(flatten)|(merge_rois)|(split_rois)|(avg_pool)",
@@ -91,7 +91,7 @@ class FasterRCNN(DetectorModel):
     CONFIG = FasterRCNNConfig
 
     def __init__(self, num_classes: int, loss_weights: dict | None = None, class_names=None, category_ids=None,
-                 **kwargs):
+                 loss_terms=None, label_smoothing: float = 0.0, **kwargs):
         """``kwargs``: any :class:`FasterRCNNConfig` field (its default otherwise), then
         ``keras.Model``'s own (``name``, ...)."""
         m, kwargs = self.split_settings(kwargs)
@@ -113,10 +113,10 @@ class FasterRCNN(DetectorModel):
             head = vgg_classifier(pooled, rois, m.width, m.dropout)
         class_probs, class_deltas = box_outputs(head, num_classes)
         super().__init__(inputs=[images, rois], outputs=[rpn_scores, rpn_deltas, class_probs, class_deltas], **kwargs)
-        self._init_settings(m, num_classes, loss_weights=dict(loss_weights or {}))
+        self._init_settings(m, num_classes)
         self._init_classes(num_classes, class_names, category_ids)
-        self._init_losses(loss_weights, track_l2=False)
         self.rpn_coder, self.roi_coder = box_coders(m.rpn_regr_std, m.classifier_regr_std)
+        self._init_losses(FasterRcnnCriterion(self.roi_coder, loss_terms, label_smoothing), loss_weights, track_l2=False)
         self.proposal_layer = RpnProposals(m.image_size, STRIDE, m.anchor_scales, m.anchor_ratios, self.rpn_coder,
                                            m.proposals_pre_nms, m.proposals_nms, m.proposals, name="rpn_proposals")
         head = keras.Model([features, rois], [class_probs, class_deltas], name="classifier_head")
@@ -146,7 +146,7 @@ def build_faster_rcnn(cfg: Config, num_classes: int, class_weights=None, classes
     if class_weights is not None:
         raise ConfigError("loss.class_weights: not supported for faster_rcnn (its classifier samples balanced ROIs)")
     names, ids = classes or (None, None)
-    return FasterRCNN(num_classes=num_classes, **model_kwargs(m), loss_weights=cfg.loss.weights,
+    return FasterRCNN(num_classes=num_classes, **model_kwargs(m), **FasterRCNN.loss_settings(cfg.loss),
                       class_names=names, category_ids=ids, name=f"faster_rcnn_{m.backbone}")
 
 

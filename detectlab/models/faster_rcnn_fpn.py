@@ -5,8 +5,9 @@ Same backbone, FPN, level-shared RPN, in-graph proposals and detection targets, 
 ROIAlign and box head as :class:`~detectlab.models.mask_rcnn.MaskRCNN`, under the same layer
 names, so matterport ``mask_rcnn_*.h5`` files load by name (their mask head, ``mrcnn_mask*``,
 is left out and listed in the load report). It trains through ``fit`` like Mask R-CNN, on
-Mask R-CNN's four box losses (``rpn_class_loss``, ``rpn_bbox_loss``, ``mrcnn_class_loss``,
-``mrcnn_bbox_loss``), and its samples carry no masks.
+Mask R-CNN's criterion without the mask term (by default ``rpn_class_loss``,
+``rpn_bbox_loss``, ``mrcnn_class_loss``, ``mrcnn_bbox_loss``; ``loss.box`` and
+``loss.label_smoothing`` as for Mask R-CNN), and its samples carry no masks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import keras
 
 from detectlab.config import Config
-from detectlab.losses.mask_rcnn import MASK_RCNN_LOSS_NAMES
+from detectlab.losses.mask_rcnn import FasterRcnnFpnCriterion
 from detectlab.models.family import ModelFamily
 from detectlab.models.mask_rcnn import FpnRcnn, FpnRcnnConfig, build_fpn_rcnn, check_fpn_rcnn_config, fpn_rcnn_encoder
 from detectlab.registry import MODELS
@@ -31,7 +32,7 @@ class FasterRCNNFPNConfig(FpnRcnnConfig):
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class FasterRCNNFPN(FpnRcnn):
-    LOSS_NAMES = tuple(name for name in MASK_RCNN_LOSS_NAMES if name != "mrcnn_mask_loss")
+    CRITERION = FasterRcnnFpnCriterion
     CONFIG = FasterRCNNFPNConfig
     WITH_MASKS = False
     LEFT_OUT_LAYERS = MASK_HEAD_LAYERS  # layers of a by-name file this model leaves out by design

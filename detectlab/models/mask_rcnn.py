@@ -10,8 +10,8 @@ loader's targets (``gt_class_ids (B, M)`` 1..C / 0 pad / negative crowd, ``gt_bo
 (B, M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (B, M, 56, 56)`` mini masks,
 ``rpn_match (B, N)``, ``rpn_bbox (B, N, 4)``; see
 :mod:`detectlab.data.mask_rcnn_targets`); its outputs are the heads' predictions and the
-targets they are scored against. ``compute_loss`` turns them into the five named losses
-plus the weight decay (``l2_loss``), each tracked by a named ``Mean``. The mask head trains
+targets they are scored against. ``compute_loss`` turns them into the named loss terms of
+its :class:`MaskRcnnCriterion` (the reference's five by default) plus the weight decay (``l2_loss``), each tracked by a named ``Mean``. The mask head trains
 on the positive ROIs only (the mask loss never looks at the others).
 ``inference_model`` reuses the same layers: images -> detections and 28x28 masks.
 """
@@ -37,10 +37,10 @@ from detectlab.layers.fpn_proposals import FpnProposals
 from detectlab.layers.mrcnn_detections import MaskRcnnDetections
 from detectlab.layers.preprocess import MASK_RCNN_MEAN_RGB, ImageNormalization
 from detectlab.layers.regularizers import L2
-from detectlab.losses.mask_rcnn import MASK_RCNN_LOSS_NAMES
+from detectlab.losses.mask_rcnn import MaskRcnnCriterion
 from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
-from detectlab.registry import BACKBONES, LOSSES, MODELS
+from detectlab.registry import BACKBONES, MODELS
 
 HEAD_LAYERS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
 BBOX_STD = (0.1, 0.1, 0.2, 0.2)  # matterport's RPN_BBOX_STD_DEV and BBOX_STD_DEV
@@ -91,7 +91,7 @@ class MaskRCNNConfig(FpnRcnnConfig):
 
 
 class FpnRcnn(DetectorModel):
-    """The two-stage FPN graph. Subclasses set ``CONFIG``, ``LOSS_NAMES`` and ``WITH_MASKS``
+    """The two-stage FPN graph. Subclasses set ``CONFIG``, ``CRITERION`` and ``WITH_MASKS``
     (whether the graph has the mask input, targets, head and loss)."""
 
     WITH_MASKS = True
@@ -104,7 +104,7 @@ class FpnRcnn(DetectorModel):
     }
 
     def __init__(self, num_classes: int, max_boxes: int = 100, loss_weights: dict | None = None, class_names=None,
-                 category_ids=None, **kwargs):
+                 category_ids=None, loss_terms=None, label_smoothing: float = 0.0, **kwargs):
         """``kwargs``: any field of the ``CONFIG`` dataclass (its default otherwise), then
         ``keras.Model``'s own (``name``, ...); ``max_boxes``: ground-truth slots per image."""
         m, kwargs = self.split_settings(kwargs)
@@ -138,7 +138,7 @@ class FpnRcnn(DetectorModel):
         outputs = {
             "rpn_class_logits": rpn_logits, "rpn_bbox": rpn_deltas,
             "target_class_ids": target_ids, "target_deltas": target_deltas,
-            "mrcnn_class_logits": class_logits, "mrcnn_bbox": deltas,
+            "mrcnn_class_logits": class_logits, "mrcnn_bbox": deltas, "rois": rois,
         }
         if with_masks:
             positives = targets.max_positives
@@ -150,9 +150,9 @@ class FpnRcnn(DetectorModel):
                 "mrcnn_mask": masks,
             })
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self._init_settings(m, num_classes, max_boxes=int(max_boxes), loss_weights=dict(loss_weights or {}))
+        self._init_settings(m, num_classes, max_boxes=int(max_boxes))
         self._init_classes(num_classes, class_names, category_ids)
-        self._init_losses(loss_weights)
+        self._init_losses(self.CRITERION(self.box_coder, loss_terms, label_smoothing), loss_weights)
         self.proposal_layer = proposal_layer
         self._box_head = keras.Model([rois, *pyramid[:4]], [class_logits, _probs, deltas], name="box_head")
         if with_masks:
@@ -168,17 +168,7 @@ class FpnRcnn(DetectorModel):
         return tf.add_n(terms) if terms and penalty.l2 else tf.zeros(())
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        get, o = LOSSES.get, y_pred
-        active = tf.ones_like(o["mrcnn_class_logits"][:, 0, :])  # one dataset: every class is active in every image
-        terms = {
-            "rpn_class_loss": get("rpn_class_loss")(x["rpn_match"], o["rpn_class_logits"]),
-            "rpn_bbox_loss": get("rpn_bbox_loss")(x["rpn_match"], x["rpn_bbox"], o["rpn_bbox"]),
-            "mrcnn_class_loss": get("mrcnn_class_loss")(o["target_class_ids"], o["mrcnn_class_logits"], active),
-            "mrcnn_bbox_loss": get("mrcnn_bbox_loss")(o["target_class_ids"], o["target_deltas"], o["mrcnn_bbox"]),
-        }
-        if self.WITH_MASKS:
-            terms["mrcnn_mask_loss"] = get("mrcnn_mask_loss")(o["target_mask_class_ids"], o["target_masks"], o["mrcnn_mask"])
-        return self.total_loss(terms, self.weight_decay_loss())
+        return self.total_loss(self.criterion(x, y, y_pred), self.weight_decay_loss())
 
     def inference_model(self, score_threshold: float, nms_threshold: float, max_detections: int,
                         threshold_input: bool = False) -> keras.Model:
@@ -202,7 +192,7 @@ class FpnRcnn(DetectorModel):
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class MaskRCNN(FpnRcnn):
-    LOSS_NAMES = MASK_RCNN_LOSS_NAMES
+    CRITERION = MaskRcnnCriterion
     CONFIG = MaskRCNNConfig
     WITH_MASKS = True
 
@@ -214,7 +204,8 @@ def build_fpn_rcnn(model_class, cfg: Config, num_classes: int, class_weights=Non
         raise ConfigError(f"loss.class_weights: not supported for {m.family} (its heads sample balanced ROIs)")
     names, ids = classes or (None, None)
     return model_class(num_classes=num_classes, **model_kwargs(m), max_boxes=cfg.data.max_boxes,
-                       loss_weights=cfg.loss.weights, class_names=names, category_ids=ids, name=f"{m.family}_{m.backbone}")
+                       **model_class.loss_settings(cfg.loss), class_names=names, category_ids=ids,
+                       name=f"{m.family}_{m.backbone}")
 
 
 def build_mask_rcnn(cfg: Config, num_classes: int, class_weights=None, classes=None) -> MaskRCNN:

@@ -19,7 +19,7 @@ from detectlab.data.yolo_targets import YoloTargetEncoder
 from detectlab.heads.yolo import yolov3_head, yolov3_tiny_head
 from detectlab.layers.nms import PerClassNMS
 from detectlab.layers.yolo import YoloDecode
-from detectlab.losses.yolo import YOLO_LOSS_NAMES, YoloLoss
+from detectlab.losses.yolo import YoloCriterion
 from detectlab.models.base import DetectorModel, threshold_inputs
 from detectlab.models.family import ModelFamily, model_kwargs
 from detectlab.registry import BACKBONES, MODELS
@@ -47,15 +47,15 @@ class YoloConfig(ModelConfig):
 
 @keras.saving.register_keras_serializable(package="detectlab")
 class YoloV3(DetectorModel):
-    """YOLOv3 / YOLOv3-tiny with the four named YOLO losses."""
+    """YOLOv3 / YOLOv3-tiny; its loss is a :class:`YoloCriterion` of the recipe's terms."""
 
-    LOSS_NAMES = YOLO_LOSS_NAMES
+    CRITERION = YoloCriterion
     LAYER_PRESETS = {"all": ".*", "heads": r"yolo_.*", "outputs": r"yolo_output_.*"}
 
     CONFIG = YoloConfig
 
     def __init__(self, num_classes: int, loss_weights: dict | None = None, class_weights=None, class_names=None,
-                 category_ids=None, **kwargs):
+                 category_ids=None, loss_terms=None, label_smoothing: float = 0.0, **kwargs):
         """``kwargs``: any :class:`YoloConfig` field (its default otherwise), then
         ``keras.Model``'s own (``name``, ...). The input takes any size that is a multiple of
         32; ``image_size`` is the size it trains and predicts at."""
@@ -70,14 +70,14 @@ class YoloV3(DetectorModel):
             features = body(x, builder, m.width)
         outputs = HEADS[m.backbone](features, builder, [len(mask) for mask in m.anchor_masks], num_classes, m.width)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
-        self._init_settings(m, num_classes, loss_weights=dict(loss_weights or {}),
+        self._init_settings(m, num_classes,
                             class_weights=None if class_weights is None else [float(w) for w in class_weights])
         self._init_classes(num_classes, class_names, category_ids)
-        self._init_losses(loss_weights)
-        self.yolo_loss = YoloLoss(m.anchors, m.anchor_masks, num_classes, m.ignore_thresh, class_weights)
+        self._init_losses(YoloCriterion(m.anchors, m.anchor_masks, num_classes, m.ignore_thresh, class_weights,
+                                        loss_terms, label_smoothing), loss_weights)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        return self.total_loss(self.yolo_loss(y, y_pred))
+        return self.total_loss(self.criterion(x, y, y_pred))
 
     def set_class_weights(self, class_weight) -> None:
         """Per-class weights of ``yolo_class_loss``: a ``{class index: weight}`` dict
@@ -88,7 +88,7 @@ class YoloV3(DetectorModel):
             if not 0 <= int(k) < self.num_classes:
                 raise ValueError(f"class_weight: class index {k} outside 0..{self.num_classes - 1}")
             weights[int(k)] = float(w)
-        self.yolo_loss.class_weights = np.asarray(weights, np.float32)
+        self.criterion.class_weights = np.asarray(weights, np.float32)
         self.constructor_args["class_weights"] = weights
         self.train_function = self.test_function = None  # retrace with the new weights
 
@@ -111,7 +111,7 @@ def build_yolov3(cfg: Config, num_classes: int, class_weights=None, classes=None
     """``classes``: the training data's ``(class names, category ids)``, saved with the model."""
     m: YoloConfig = cfg.model
     names, ids = classes or (None, None)
-    return YoloV3(num_classes=num_classes, **model_kwargs(m), loss_weights=cfg.loss.weights, class_weights=class_weights,
+    return YoloV3(num_classes=num_classes, **model_kwargs(m), **YoloV3.loss_settings(cfg.loss), class_weights=class_weights,
                   class_names=names, category_ids=ids, name="yolov3" if m.backbone == "darknet53" else "yolov3_tiny")
 
 

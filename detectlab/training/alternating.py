@@ -28,7 +28,6 @@ from detectlab.data.prefetch import iterate_batches
 from detectlab.data.rcnn_targets import RoiSampler
 from detectlab.losses.faster_rcnn import class_accuracy
 from detectlab.models.base import replica_scale
-from detectlab.registry import LOSSES
 from detectlab.training.optimizers import ALTERNATING_INITIAL_LOSS_SCALE, loss_scaled
 from detectlab.utils import log
 
@@ -40,23 +39,26 @@ LOOP_LOGS = ("rois_positive", "outside_share", "skipped_classifier_batches")
 class TrainingView(keras.Model):
     """A functional view on some of the combined model's layers, with named losses.
 
-    ``losses``: name -> ``fn(y, outputs)``; logs are the weighted named losses, their sum
-    under ``total_name`` and any ``metrics`` (name -> ``fn(y, outputs)``).
+    ``criterion(x, y, outputs, group)`` gives the view's named loss terms (its ``group`` of the
+    family's criterion); logs are the weighted terms, their sum under ``total_name`` and any
+    ``metrics`` (name -> ``fn(y, outputs)``).
     """
 
-    def __init__(self, inputs, outputs, losses: dict, weights: dict, total_name: str, metrics=None, extra=None, **kwargs):
+    def __init__(self, inputs, outputs, criterion, group: str, weights: dict, total_name: str, metrics=None, extra=None,
+                 **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.term_fns = losses
-        self.term_weights = {k: float(weights.get(k, 1.0)) for k in losses}
+        self.criterion, self.group = criterion, group
+        names = criterion.group(group)
+        self.term_weights = {k: float(weights.get(k, 1.0)) for k in names}
         self.metric_fns = metrics or {}
         self.extra_fn = extra
         self.total_name = total_name
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in (*losses, *self.metric_fns, total_name)}
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in (*names, *self.metric_fns, total_name)}
 
-    def _named_losses(self, y, outputs):
+    def _named_losses(self, x, y, outputs):
         total = 0.0
-        for name, fn in self.term_fns.items():
-            value = self.term_weights[name] * fn(y, outputs)
+        for name, term in self.criterion(x, y, outputs, self.group).items():
+            value = self.term_weights[name] * term
             self.trackers[name].update_state(value)
             total = total + value
         for name, fn in self.metric_fns.items():
@@ -74,7 +76,7 @@ class TrainingView(keras.Model):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
             outputs = self(x, training=True)
-            loss = replica_scale(self._named_losses(y, outputs))
+            loss = replica_scale(self._named_losses(x, y, outputs))
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -83,7 +85,7 @@ class TrainingView(keras.Model):
     def test_step(self, data):
         x, y = data[0], data[1]
         outputs = self(x, training=False)
-        self._named_losses(y, outputs)
+        self._named_losses(x, y, outputs)
         return self._step_logs(outputs)
 
 
@@ -127,22 +129,18 @@ def training_views(model) -> Views:
     """The model's :class:`Views`, built on its layers the first time they are asked for."""
     views = getattr(model, "_training_views", None)
     if views is None:
-        g, get = model.graph_parts, LOSSES.get
+        g = model.graph_parts
 
         def proposals(outputs):
             boxes, counts = model.proposal_layer(outputs[0], outputs[1])
             return {"proposals": boxes, "proposal_counts": counts}
 
         rpn = TrainingView(
-            g.images, [g.rpn_scores, g.rpn_deltas],
-            losses={"rpn_loss_cls": lambda y, o: get("rpn_loss_cls")(y["rpn_class"], o[0]),
-                    "rpn_loss_regr": lambda y, o: get("rpn_loss_regr")(y["rpn_regress"], o[1])},
+            g.images, [g.rpn_scores, g.rpn_deltas], model.criterion, "rpn",
             weights=model.loss_weights, total_name="rpn_loss", extra=proposals, name="rpn_view",
         )
         classifier = TrainingView(
-            [g.images, g.rois], [g.class_probs, g.class_deltas],
-            losses={"class_loss_cls": lambda y, o: get("class_loss_cls")(y["classes"], o[0]),
-                    "class_loss_regr": lambda y, o: get("class_loss_regr")(y["regress"], o[1])},
+            [g.images, g.rois], [g.class_probs, g.class_deltas], model.criterion, "classifier",
             weights=model.loss_weights, total_name="class_loss",
             metrics={"class_acc": lambda y, o: class_accuracy(y["classes"], o[0])}, name="classifier_view",
         )

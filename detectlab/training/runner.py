@@ -53,7 +53,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
     family.check(cfg.model)
     trainer = trainer_for(family)
     trainer.check(cfg)
-    family.model_class.resolve_loss_weights(cfg.loss.weights)  # before the data loads
+    family.model_class.loss_settings(cfg.loss)  # terms and weights checked before the data loads
     checkpoints = workdir / "checkpoints"
     state = read_state(checkpoints) if resume else None
     if resume and state is None:
@@ -83,7 +83,7 @@ def train(cfg: Config, workdir, *, resume: bool = False, weights: str | None = N
         log.info("weights from %s: %s", weights, report.summary())
 
     train_gen, val_gen = make_generators(cfg, family, train_set, val_set, num_classes, cluster)
-    guard = NonFiniteLossGuard(tuple(model.LOSS_NAMES) + ("loss",))
+    guard = NonFiniteLossGuard(tuple(model.loss_names) + ("loss",))
     evaluation = CocoEvaluation(cfg, val_set, family.with_masks, workdir / "logs") if val_set is not None else None
     monitors = resolve_monitors(cfg, logged_names(model, trainer, val_gen is not None, evaluation.names() if evaluation else ()), val_gen is not None)
     history: dict = {}

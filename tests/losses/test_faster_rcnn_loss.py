@@ -2,7 +2,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detectlab.losses.faster_rcnn import EPSILON, class_accuracy, class_loss_cls, class_loss_regr, rpn_loss_cls, rpn_loss_regr
+from detectlab.losses import faster_rcnn as terms
+from detectlab.losses.faster_rcnn import EPSILON, FasterRcnnTerms, class_accuracy
+
+
+# each registered term reads a FasterRcnnTerms: these fill the fields one term reads
+def rpn_loss_cls(y_true, y_pred):
+    return terms.rpn_loss_cls(FasterRcnnTerms(rpn_class=y_true, rpn_scores=y_pred))
+
+
+def rpn_loss_regr(y_true, y_pred):
+    return terms.rpn_loss_regr(FasterRcnnTerms(rpn_regress=y_true, rpn_deltas=y_pred))
+
+
+def class_loss_cls(y_true, y_pred, smoothing=0.0):
+    return terms.class_loss_cls(FasterRcnnTerms(classes=y_true, class_probs=y_pred, label_smoothing=smoothing))
+
+
+def class_loss_regr(y_true, y_pred):
+    return terms.class_loss_regr(FasterRcnnTerms(regress=y_true, class_deltas=y_pred))
 
 
 def test_rpn_loss_cls_is_bce_over_sampled_anchors_with_labels_first():

@@ -1,4 +1,7 @@
-"""Mask R-CNN losses on hand-computed cases, including the "nothing qualifies -> 0" cases."""
+"""Mask R-CNN losses on hand-computed cases, including the "nothing qualifies -> 0" cases.
+
+Each registered term reads a ``MaskRcnnTerms``; the helpers below fill the fields one term
+reads, so each case states its inputs as arrays."""
 
 import keras
 import numpy as np
@@ -6,15 +9,29 @@ import pytest
 import tensorflow as tf
 
 import detectlab
-from detectlab.losses.mask_rcnn import (
-    BCE_EPSILON,
-    MASK_RCNN_LOSS_NAMES,
-    mrcnn_bbox_loss,
-    mrcnn_class_loss,
-    mrcnn_mask_loss,
-    rpn_bbox_loss,
-    rpn_class_loss,
-)
+from detectlab.losses import mask_rcnn as terms
+from detectlab.losses.mask_rcnn import BCE_EPSILON, MASK_RCNN_LOSS_NAMES, MaskRcnnTerms
+
+
+def rpn_class_loss(match, logits):
+    return terms.rpn_class_loss(MaskRcnnTerms(rpn_match=match, rpn_logits=logits))
+
+
+def rpn_bbox_loss(match, target, pred):
+    return terms.rpn_bbox_loss(MaskRcnnTerms(rpn_match=match, rpn_bbox_target=target, rpn_bbox=pred))
+
+
+def mrcnn_class_loss(ids, logits, active, smoothing=0.0):
+    return terms.mrcnn_class_loss(MaskRcnnTerms(target_class_ids=ids, class_logits=logits, active_class_ids=active,
+                                                label_smoothing=smoothing))
+
+
+def mrcnn_bbox_loss(ids, target, pred):
+    return terms.mrcnn_bbox_loss(MaskRcnnTerms(target_class_ids=ids, target_deltas=target, pred_deltas=pred))
+
+
+def mrcnn_mask_loss(ids, target, pred):
+    return terms.mrcnn_mask_loss(MaskRcnnTerms(mask_class_ids=ids, target_masks=target, pred_masks=pred))
 
 
 def value(x):

@@ -32,7 +32,7 @@ def fpn_run(tmp_path_factory, shapes_dir):
 
 def test_trains_through_fit_on_the_four_box_losses_and_evaluates_bbox_ap(fpn_run):
     model = fpn_run.model
-    assert type(model).__name__ == "FasterRCNNFPN" and model.LOSS_NAMES == tuple(LOSSES)
+    assert type(model).__name__ == "FasterRCNNFPN" and model.loss_names == tuple(LOSSES)
     assert "gt_masks" not in model.input and "mrcnn_mask" not in model.output
     for name in LOSSES + ["l2_loss", "loss"]:
         values = fpn_run.history[name]
@@ -61,6 +61,15 @@ def test_safe_mode_reload_gives_identical_detections(fpn_run, tmp_path):
     assert int(np.sum(a["valid"])) > 0
     for key in a:
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+
+
+def test_the_criterion_is_mask_rcnns_without_the_mask_term(tiny_cfg):
+    from detectlab.errors import ConfigError
+
+    ciou = MODELS.get("faster_rcnn_fpn").build(tiny_cfg("loss.box=ciou", recipe=RECIPE), 3, None)
+    assert ciou.loss_names == ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_ciou_loss")
+    with pytest.raises(ConfigError, match="loss.terms: 'mrcnn_mask_loss' needs a mask head"):
+        MODELS.get("faster_rcnn_fpn").build(tiny_cfg("loss.terms=[rpn_class_loss, mrcnn_mask_loss]", recipe=RECIPE), 3, None)
 
 
 def test_matterport_file_loads_by_name_with_the_mask_head_left_out_and_named(tiny_cfg, tmp_path):

@@ -104,5 +104,5 @@ def test_fit_generator_with_workers_steps_and_class_weight(shapes_dir, tiny_cfg)
     history = fit_generator(model, train_gen, steps_per_epoch=3, epochs=2, workers=2, use_multiprocessing=True,
                             class_weight={0: 1.0, 2: 4.0}, verbose=0)
     assert len(history.history["yolo_class_loss"]) == 2
-    np.testing.assert_array_equal(model.yolo_loss.class_weights, [1.0, 1.0, 4.0])
+    np.testing.assert_array_equal(model.criterion.class_weights, [1.0, 1.0, 4.0])
     assert int(model.optimizer.iterations.numpy()) == 6
