@@ -189,7 +189,7 @@ class FasterRcnnFpnCriterion(MaskRcnnCriterion):
     no mask head); its box terms (``loss.box``) and label smoothing are Mask R-CNN's."""
 
     MASK_TERMS = ("mrcnn_mask_loss",)
-    DEFAULT_TERMS = tuple(name for name in MASK_RCNN_LOSS_NAMES if name not in MASK_TERMS)
+    DEFAULT_TERMS = MASK_RCNN_LOSS_NAMES[:4]  # all but mrcnn_mask_loss
 
     @classmethod
     def resolve_terms(cls, terms=None, box: str | None = None) -> tuple[str, ...]:
