@@ -98,3 +98,26 @@ def test_profile_steps_write_a_tensorboard_trace_of_the_steps(tmp_path):
     assert trace.parent.parent.name == "profile" and trace.parent.parent.parent.name == "plugins"
     kinds = {t.type: t for t in op_self_times(trace)}
     assert kinds.get("MatMul", kinds.get("_MklMatMul")) is not None, sorted(kinds)
+
+
+def test_peer_comparison_takes_the_mean_of_each_side_and_checks_the_target():
+    from tools.peer_benchmark import comparison
+
+    def run(workload, precision, side, ips, flops):
+        return (workload, precision, side, {"status": "ok", "img_per_s": ips, "fwd_gflops_per_img": flops})
+
+    runs = [run("yolov3", "fp32", "peer", 1.0, 65.86), run("yolov3", "fp32", "detectlab", 1.3, 65.86),
+            run("yolov3", "fp32", "detectlab", 1.5, 65.86), run("yolov3", "fp32", "peer", 1.0, None),
+            run("maskrcnn", "bf16", "peer", 0.4, 366.6), run("maskrcnn", "bf16", "detectlab", 0.5, 272.2),
+            ("maskrcnn", "bf16", "detectlab", {"status": "failed"}), run("maskrcnn", "bf16", "peer", 0.4, 366.6)]
+    rows = comparison(runs).splitlines()[2:]
+    # YOLOv3: images/s 1.4 / 1.0 against 1.3x; Mask R-CNN: 3 x 272.2 x 0.5 = 408 against 3 x 366.6 x 0.4 = 440 GFLOP/s
+    assert rows[0].split(" | ")[2:5] == ["1.000", "1.400", "1.40x"] and rows[0].endswith("| yes |")
+    assert rows[1].split(" | ")[5:8] == ["440", "408", "0.93x"] and rows[1].endswith("| no |")
+
+
+def test_peer_benchmark_names_a_missing_peer_interpreter(tmp_path):
+    from tests.conftest import tool
+
+    result = tool("tools/peer_benchmark.py", "--peer-python", tmp_path / "none", "--peer-script", tmp_path / "none.py")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: --peer-python {tmp_path / 'none'}: no such file"]

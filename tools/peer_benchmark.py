@@ -53,7 +53,6 @@ PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 TARGETS = {("yolov3", "fp32"): ("img_per_s", 1.3), ("yolov3", "bf16"): ("img_per_s", 1.5),
            ("maskrcnn", "fp32"): ("train_gflops", 1.2), ("maskrcnn", "bf16"): ("train_gflops", 1.2),
            ("fasterrcnn", "fp32"): ("train_gflops", 1.2), ("fasterrcnn", "bf16"): ("train_gflops", 1.2)}
-NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 def main() -> int:
@@ -73,15 +72,18 @@ def main() -> int:
             print(f"error: {flag} {path}: no such file", file=sys.stderr)
             return 2
     workloads = args.workloads.split(",")
-    unknown = [w for w in workloads if w not in WORK]
-    precisions = args.precisions.split(",") if args.precisions else ["fp32"] + (["bf16"] if native_bfloat16() else [])
-    unknown += [q for q in precisions if q not in PRECISIONS]
+    precisions = args.precisions.split(",") if args.precisions else None
+    unknown = [w for w in workloads if w not in WORK] + [q for q in precisions or [] if q not in PRECISIONS]
     if unknown:
         print(f"error: unknown workload or precision {unknown[0]!r} (workloads: {', '.join(WORK)}; precisions: fp32, bf16)",
               file=sys.stderr)
         return 2
 
-    emit(reference())
+    matmul = reference()
+    native = matmul.pop("cpu_native_bfloat16", False)
+    emit(matmul)
+    if precisions is None:
+        precisions = ["fp32"] + (["bf16"] if native else [])
     runs = []
     for workload in workloads:
         peer_flops = None
@@ -101,15 +103,6 @@ def main() -> int:
                     runs.append((workload, precision, side, record))
     print(comparison(runs), file=sys.stderr)
     return 0
-
-
-def native_bfloat16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").partition(":")[2].split()
-    except OSError:
-        return False
-    return bool(NATIVE_BF16_FLAGS & set(flags))
 
 
 def emit(record: dict) -> None:
@@ -137,10 +130,13 @@ def child(command: list[str], timeout: int) -> tuple[list[dict], str]:
 
 
 def reference() -> dict:
-    """The same-run 2048^3 ``tf.matmul`` rate, fp32 and bf16, on detectlab's TensorFlow."""
+    """The same-run 2048^3 ``tf.matmul`` rate, fp32 and bf16, on detectlab's TensorFlow (and
+    ``cpu_native_bfloat16``, which the caller takes out)."""
     code = ("import json, detectlab, tensorflow as tf; from detectlab.benchmark import matmul_flops_per_second as m; "
+            "from detectlab.benchmark import conditions as c; "
             "print(json.dumps({'matmul2048_fp32_gflops': round(m('float32') / 1e9, 1), "
-            "'matmul2048_bf16_gflops': round(m('bfloat16') / 1e9, 1), 'tf': tf.__version__}))")
+            "'matmul2048_bf16_gflops': round(m('bfloat16') / 1e9, 1), 'tf': tf.__version__, "
+            "'cpu_native_bfloat16': c()['cpu_native_bfloat16'], 'cpu_flags': c()['cpu_flags']}))")
     records, error = child([sys.executable, "-c", code], 600)
     record = {"peer": "reference", "model": "tf.matmul 2048^3 (same run)"}
     if records:
