@@ -28,7 +28,7 @@ import tensorflow as tf
 from keras import layers
 
 from detectlab.heads.faster_rcnn import MergeRois, SplitRois
-from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.conv import AdaptiveConv2D, AdaptiveConv2DTranspose
 from detectlab.layers.conv_batch_norm import conv_bn
 from detectlab.layers.pyramid_roi_align import PyramidRoiAlign
 
@@ -73,7 +73,7 @@ def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int =
     for k in range(1, 5):
         x = conv_bn(x, channels, 3, f"mrcnn_mask_conv{k}", f"mrcnn_mask_bn{k}", train_bn, padding="same")
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{k}")(x)
-    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = AdaptiveConv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = AdaptiveConv2D(num_classes + 1, 1, activation="sigmoid", name="mrcnn_mask")(x)
     return SplitRois(name="mrcnn_mask_split_rois", dtype="float32")(x, rois)
 
