@@ -3,10 +3,12 @@
 - ``forward_flops``: 2 x multiply-adds of every convolution / matmul op in the traced
   training-mode forward graph, at the shapes they run at on a real batch, per image.
 - ``matmul_flops_per_second``: median rate of a 2048^3 ``tf.matmul`` in the given dtype.
-- ``training_step_times``: ``train_on_batch`` wall times after warm-up, on real batches
-  from the family's generator (augmented, target-encoded) over JPEG files.
+- ``timed_steps``: ``train_on_batch`` wall times after warm-up, on real batches from the
+  family's generator (augmented, target-encoded) over JPEG files, and the cores kept busy.
 - MFU = 3 x forward FLOPs per image x images/s / matmul FLOP/s (same run, same precision).
 - ``export_ms_per_image``: median latency of one image through each export format.
+- ``profile_steps`` / ``op_self_times``: a TensorFlow profiler trace of training steps (what
+  TensorBoard's profile plugin shows) and the ops that took the time, by self time.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from detectlab.training.devices import cpu_has_native_bfloat16
+from detectlab.utils import cpu_flags
+
+# the CPU features that decide convolution and bfloat16 speed, recorded with every measurement
+SPEED_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 FLOP_OPS = {"Conv2D", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2DBackpropInput", "DepthwiseConv2dNative", "_FusedConv2D", "_FusedMatMul"}
 
@@ -84,17 +92,121 @@ def matmul_flops_per_second(dtype: str, size: int = 2048, repeats: int = 10) -> 
     return 2.0 * size**3 / statistics.median(times)
 
 
-def training_step_times(step, batches, warmup: int = 3, steps: int = 10) -> list[float]:
-    """Wall times of ``step(batch, index)`` after ``warmup`` untimed calls."""
+def timed_steps(step, batches, warmup: int = 3, steps: int = 10) -> tuple[list[float], float]:
+    """Wall times of ``step(batch, index)`` after ``warmup`` untimed calls, and the cores
+    this process kept busy meanwhile (CPU time over wall time: below the core count when
+    other processes took the CPU, or the step left cores idle)."""
     for i in range(warmup):
         step(batches[i % len(batches)], i)
     times = []
+    cpu_start, wall_start = _process_cpu_seconds(), time.perf_counter()
     for i in range(steps):
         batch = batches[(warmup + i) % len(batches)]
         start = time.perf_counter()
         step(batch, warmup + i)
         times.append(time.perf_counter() - start)
-    return times
+    busy = (_process_cpu_seconds() - cpu_start) / max(time.perf_counter() - wall_start, 1e-9)
+    return times, round(busy, 2)
+
+
+def _process_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def profile_steps(step, batches, log_dir, steps: int = 3, first_index: int = 0) -> Path:
+    """Run ``steps`` calls of ``step(batch, index)`` under the TensorFlow profiler. The trace
+    goes to ``log_dir/plugins/profile/<run>/<host>.xplane.pb`` (``tensorboard --logdir
+    log_dir`` with the profile plugin shows it); returns that file."""
+    import tensorflow as tf
+
+    log_dir = Path(log_dir)
+    before = set(log_dir.rglob("*.xplane.pb"))
+    tf.profiler.experimental.start(str(log_dir))
+    try:
+        for i in range(steps):
+            step(batches[(first_index + i) % len(batches)], first_index + i)
+    finally:
+        tf.profiler.experimental.stop()
+    written = sorted(set(log_dir.rglob("*.xplane.pb")) - before, key=lambda p: p.stat().st_mtime)
+    if not written:
+        raise RuntimeError(f"the TensorFlow profiler wrote no trace under {log_dir}")
+    return written[-1]
+
+
+@dataclass
+class OpTime:
+    name: str  # the op's name in the graph, e.g. "model/res2a_branch2a/Conv2D"
+    type: str  # its op type, e.g. "Conv2D"
+    self_seconds: float  # summed over calls and threads, minus the ops nested inside it
+    calls: int
+
+
+def op_self_times(xplane_path) -> list[OpTime]:
+    """Every TensorFlow op of a profiler trace (``.xplane.pb``) with its self time, largest
+    first. Op events are those named ``"<op name>:<op type>"`` on the host's threads; an op's
+    self time is its wall time on its thread minus the op events nested inside it (a function
+    call or loop runs its ops inside its own event). Times add over threads, so on a CPU
+    running ops in parallel they can sum to more than the step's wall time."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(Path(xplane_path).read_bytes())
+    totals: dict[tuple[str, str], list] = {}
+    for plane in space.planes:
+        metadata = plane.event_metadata
+        for line in plane.lines:
+            ops = []
+            for event in line.events:
+                md = metadata[event.metadata_id]
+                if md.display_name and md.name.endswith(":" + md.display_name):
+                    start = line.timestamp_ns * 1000 + event.offset_ps
+                    ops.append((start, start + event.duration_ps, md.name[: -len(md.display_name) - 1], md.display_name))
+            ops.sort(key=lambda op: (op[0], -op[1]))
+            open_ops: list[list] = []  # [end, key, nested time] of the enclosing ops
+            for start, end, name, kind in ops:
+                while open_ops and open_ops[-1][0] <= start:
+                    _close(open_ops.pop(), totals)
+                if open_ops:
+                    open_ops[-1][2] += end - start
+                open_ops.append([end, (name, kind), 0, end - start])
+            while open_ops:
+                _close(open_ops.pop(), totals)
+    times = [OpTime(name, kind, ps / 1e12, calls) for (name, kind), (ps, calls) in totals.items()]
+    return sorted(times, key=lambda t: -t.self_seconds)
+
+
+def _close(op: list, totals: dict) -> None:
+    _, key, nested, duration = op
+    entry = totals.setdefault(key, [0, 0])
+    entry[0] += max(duration - nested, 0)
+    entry[1] += 1
+
+
+def top_ops(times: list[OpTime], steps: int, count: int = 15) -> dict:
+    """The largest self times per step: by op type and by op, as ``[name, (type,) ms, share]``
+    rows (share of all ops' self time)."""
+    total = sum(t.self_seconds for t in times) or 1.0
+    by_type: dict[str, float] = {}
+    for t in times:
+        by_type[t.type] = by_type.get(t.type, 0.0) + t.self_seconds
+    types = sorted(by_type.items(), key=lambda kv: -kv[1])[:count]
+    return {
+        "ops_self_ms_per_step": round(total * 1000 / steps, 1),
+        "top_op_types": [[kind, round(s * 1000 / steps, 1), round(s / total, 3)] for kind, s in types],
+        "top_ops": [[t.name, t.type, round(t.self_seconds * 1000 / steps, 1), round(t.self_seconds / total, 3)]
+                    for t in times[:count]],
+    }
+
+
+def format_top_ops(summary: dict, title: str) -> str:
+    """``top_ops`` as two plain-text tables."""
+    lines = [f"{title}: {summary['ops_self_ms_per_step']} ms of op self time per step (summed over threads)",
+             f"  {'ms/step':>9} {'share':>6}  op type"]
+    lines += [f"  {ms:9.1f} {share:6.1%}  {kind}" for kind, ms, share in summary["top_op_types"]]
+    lines.append(f"  {'ms/step':>9} {'share':>6}  op (type)")
+    lines += [f"  {ms:9.1f} {share:6.1%}  {name} ({kind})" for name, kind, ms, share in summary["top_ops"]]
+    return "\n".join(lines)
 
 
 class StepClock(keras.callbacks.Callback):
@@ -226,4 +338,5 @@ def conditions() -> dict:
         "keras": keras.__version__,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "cpu_native_bfloat16": cpu_has_native_bfloat16(),
+        "cpu_flags": [flag for flag in SPEED_CPU_FLAGS if flag in cpu_flags()],
     }

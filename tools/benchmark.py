@@ -17,6 +17,16 @@ time the host stole during the measurement (a noisy neighbour shows there, not a
 loop) in 1, then 2 worker processes on this host (``MultiWorkerMirroredStrategy`` over
 127.0.0.1, ``--batch`` images per replica, so the global batch grows with the workers), one
 JSON line per count with the global images/s: on one host it shows what the collective costs.
+
+The data loader is measured on the recipe's training pipeline (augmentations on, targets
+encoded) in one process (``loader_images_per_s_per_worker``) and with ``--loader-workers``
+processes; ``loader_headroom`` is one worker's rate over the training step's images/s (above
+1: one loader process keeps up with the model).
+
+``--profile DIR`` runs ``--profile-steps`` more training steps under the TensorFlow profiler
+(a trace per precision in ``DIR/<family>_<precision>/``, for ``tensorboard --logdir DIR``
+with the profile plugin) and prints the ops with the largest self time to stderr; the JSON
+line gets them as ``profile``.
 """
 
 from __future__ import annotations
@@ -50,12 +60,18 @@ def main() -> int:
     p.add_argument("--warmup", type=positive_int, default=3)
     p.add_argument("--loader-workers", type=non_negative_int, default=2)
     p.add_argument("--loader-batches", type=positive_int, default=20)
-    p.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    p.add_argument("--jit", action="store_true", help="XLA-compile the training step (default: the recipe's train.jit_compile)")
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "loader", "inference", "export"])
     p.add_argument("--processes", type=positive_int, nargs="+",
                    help="training images/s with N worker processes on this host (e.g. 1 2); only this is measured")
     p.add_argument("--as-worker", type=positive_int, help=argparse.SUPPRESS)  # one process of --processes N
+    p.add_argument("--profile", metavar="DIR", help="write a TensorFlow profiler trace of training steps to DIR "
+                                                    "and print the top ops by self time")
+    p.add_argument("--profile-steps", type=positive_int, default=3, help="training steps traced with --profile")
+    p.add_argument("--top", type=positive_int, default=15, help="ops listed with --profile")
     args = p.parse_args()
+    if args.profile and ("train" in args.skip or args.processes):
+        p.error("--profile traces training steps in this process: it cannot be used with --skip train or --processes")
     if args.processes:
         return compare_processes(args)
     if args.as_worker:
@@ -91,7 +107,7 @@ def main() -> int:
         per_worker = bench.loader_rate(generator, args.loader_batches, 0)
         parallel = bench.loader_rate(generator, args.loader_batches * max(1, args.loader_workers), args.loader_workers) if args.loader_workers else per_worker
         loader = {"loader_images_per_s_per_worker": round(per_worker, 1), "loader_workers": args.loader_workers,
-                  "loader_images_per_s": round(parallel, 1)}
+                  "loader_images_per_s": round(parallel, 1), "loader_augmented": cfg.augment.enabled}
     batches = [generator[i % len(generator)] for i in range(args.steps + args.warmup)]
 
     for precision in args.precision:
@@ -99,24 +115,35 @@ def main() -> int:
         before = bench.cpu_times()
         keras.utils.set_random_seed(0)
         model = family.build(cfg, args.num_classes, None)
-        result = dict(common, precision=precision, jit_compile=args.jit)
+        jit = args.jit or cfg.train.jit_compile
+        result = dict(common, precision=precision, jit_compile=jit)
         matmul_dtype = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
         peak = bench.matmul_flops_per_second(matmul_dtype)
         x = batches[0][0]
         trainer = trainer_for(family)
         flops = sum(bench.forward_flops(part, inputs) for part, inputs in trainer.flops_parts(model, x, cfg))
         if "train" not in args.skip:
-            trainer.compile(model, lambda: make_optimizer(cfg.train, cfg.train.lr, 1000), jit_compile=args.jit)
-            step, loop = trainer.step_function(model, family, cfg, args.num_classes)
-            times = bench.training_step_times(step, batches, args.warmup, args.steps)
+            trainer.compile(model, lambda: make_optimizer(cfg.train, cfg.train.lr, 1000), jit_compile=jit)
+            step_fn, loop = trainer.step_function(model, family, cfg, args.num_classes)
+            times, busy = bench.timed_steps(step_fn, batches, args.warmup, args.steps)
             # the machine's speed drifts: take the better of two peak measurements (lower MFU)
             peak = max(peak, bench.matmul_flops_per_second(matmul_dtype))
             step = statistics.median(times)
             images_per_s = args.batch / step
-            result.update(train_step_ms_median=round(step * 1000, 1), train_images_per_s=round(images_per_s, 3),
+            result.update(train_step_ms_median=round(step * 1000, 1), train_step_ms_min=round(min(times) * 1000, 1),
+                          train_step_ms_max=round(max(times) * 1000, 1), proc_cores_busy=busy,
+                          train_images_per_s=round(images_per_s, 3),
                           mfu=round(3 * flops * images_per_s / peak, 3))
             if loop is not None:  # share of the step outside the two views' training steps (ROI sampling, bookkeeping)
                 result["outside_train_on_batch_share"] = round(float(statistics.median(loop.outside_shares)), 4)
+            if loader:
+                result["loader_headroom"] = round(loader["loader_images_per_s_per_worker"] / images_per_s, 2)
+            if args.profile:
+                trace = bench.profile_steps(step_fn, batches, Path(args.profile) / f"{cfg.model.family}_{precision}",
+                                            args.profile_steps, args.warmup + args.steps)
+                summary = bench.top_ops(bench.op_self_times(trace), args.profile_steps, args.top)
+                print(bench.format_top_ops(summary, f"{cfg.model.family} {precision}, {trace}"), file=sys.stderr, flush=True)
+                result["profile"] = {"trace": str(trace), "steps": args.profile_steps, **summary}
         result.update(forward_gflops_per_image=round(flops / 1e9, 2), matmul_tflops=round(peak / 1e12, 3))
         if "inference" not in args.skip:
             e = cfg.eval

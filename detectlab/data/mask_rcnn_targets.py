@@ -10,7 +10,8 @@ Per image:
   (dense, where the reference packed the positives first);
 - ``gt_class_ids (M,) int32``: ``1..C`` (0 = padding, ``-class`` = crowd), ``gt_boxes
   (M, 4)`` normalised ``y1, x1, y2, x2``, ``gt_masks (M, S, S) uint8`` "mini masks": each
-  instance's mask cropped to its box and resized to ``S x S`` (56);
+  instance's mask cropped to its box and resized to ``S x S`` (56); Faster R-CNN FPN
+  (``mini_mask=None``) takes no masks;
 - ``sample_seeds () int64``: the image's seed, from which the model's in-graph ROI sampling
   draws (:func:`detectlab.data.rcnn_targets.sample_seeds`).
 """
@@ -41,13 +42,14 @@ class MaskRcnnTargetEncoder:
     """``[Sample] -> ((inputs dict,))``: everything the training graph takes as input."""
 
     def __init__(self, image_size: int, strides, scales, ratios, coder: DeltaCoder, anchor_stride: int = 1,
-                 positive_iou: float = 0.7, negative_iou: float = 0.3, samples: int = 256, mini_mask: int = 56,
+                 positive_iou: float = 0.7, negative_iou: float = 0.3, samples: int = 256, mini_mask: int | None = 56,
                  max_boxes: int = 100):
         self.image_size = int(image_size)
         self.anchors, _ = pyramid_anchors(self.image_size, strides, scales, ratios, anchor_stride)
         self.positive_iou, self.negative_iou, self.samples = positive_iou, negative_iou, int(samples)
         self.coder = DeltaCoder.from_config(coder)
-        self.mini_mask, self.max_boxes = int(mini_mask), int(max_boxes)
+        self.mini_mask = None if mini_mask is None else int(mini_mask)
+        self.max_boxes = int(max_boxes)
 
     def encode_rpn(self, boxes: np.ndarray, iscrowd: np.ndarray, rng: np.random.Generator):
         pos, neg, matched = label_anchors(self.anchors, boxes[~iscrowd], boxes[iscrowd], self.positive_iou,
@@ -64,10 +66,11 @@ class MaskRcnnTargetEncoder:
         out = {
             "gt_class_ids": np.zeros((b, m), np.int32),
             "gt_boxes": np.zeros((b, m, 4), np.float32),
-            "gt_masks": np.zeros((b, m, s, s), np.uint8),
             "rpn_match": np.zeros((b, len(self.anchors)), np.int32),
             "rpn_bbox": np.zeros((b, len(self.anchors), 4), np.float32),
         }
+        if s is not None:
+            out["gt_masks"] = np.zeros((b, m, s, s), np.uint8)
         for i, sample in enumerate(samples):
             boxes, crowd = np.asarray(sample.boxes, np.float32).reshape(-1, 4), np.asarray(sample.iscrowd, bool)
             out["rpn_match"][i], out["rpn_bbox"][i] = self.encode_rpn(boxes, crowd, np.random.default_rng(sample.seed))
@@ -75,7 +78,7 @@ class MaskRcnnTargetEncoder:
             ids = np.asarray(sample.class_ids[:n], np.int32) + 1
             out["gt_class_ids"][i, :n] = np.where(crowd[:n], -ids, ids)
             out["gt_boxes"][i, :n] = boxes[:n] / self.image_size
-            if sample.masks is not None and n:
+            if s is not None and sample.masks is not None and n:
                 out["gt_masks"][i, :n] = mini_masks(sample.masks[:n], boxes[:n], s)
         out["images"] = np.stack([sample.image for sample in samples])
         out["sample_seeds"] = sample_seeds(samples)

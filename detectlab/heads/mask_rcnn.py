@@ -11,7 +11,14 @@
   ``mrcnn_mask_deconv`` (2x2 stride 2, 256; both widths follow the FPN's) and ``mrcnn_mask`` (1x1, C + 1, sigmoid) -> 28x28.
 Per-ROI layers run on ``(B * R, ...)`` tensors (:class:`MergeRois`/:class:`SplitRois`),
 which is what the reference's ``TimeDistributed`` wrappers did. Each convolution + batch
-norm pair is one :class:`~detectlab.layers.conv_batch_norm.ConvBatchNorm`. Outputs are float32.
+norm pair is one :class:`~detectlab.layers.conv_batch_norm.ConvBatchNorm`.
+
+Under mixed precision the output layers compute in the policy's dtype like the rest, and the
+layers after them (reshapes, concatenations, the RPN softmax) are float32, so every output
+reaches the loss in float32. Computing ``rpn_class_raw``/``rpn_bbox_pred`` and ``mrcnn_mask``
+in float32 instead would cast their large inputs (512 channels at every pyramid level; 256
+channels on each mask ROI's 28x28 map) to float32 and their input gradients back, forward
+and backward, for a few output channels.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import tensorflow as tf
 from keras import layers
 
 from detectlab.heads.faster_rcnn import MergeRois, SplitRois
-from detectlab.layers.conv import AdaptiveConv2D
+from detectlab.layers.conv import AdaptiveConv2D, AdaptiveConv2DTranspose
 from detectlab.layers.conv_batch_norm import conv_bn
 from detectlab.layers.pyramid_roi_align import PyramidRoiAlign
 
@@ -29,16 +36,16 @@ from detectlab.layers.pyramid_roi_align import PyramidRoiAlign
 def rpn_head(pyramid, num_anchors: int, channels: int = 512):
     """``[P2..P6]`` -> ``logits (B, N, 2)``, ``probs (B, N, 2)``, ``deltas (B, N, 4)``."""
     shared = AdaptiveConv2D(channels, 3, padding="same", activation="relu", name="rpn_conv_shared")
-    classes = AdaptiveConv2D(2 * num_anchors, 1, name="rpn_class_raw", dtype="float32")
-    boxes = AdaptiveConv2D(4 * num_anchors, 1, name="rpn_bbox_pred", dtype="float32")
+    classes = AdaptiveConv2D(2 * num_anchors, 1, name="rpn_class_raw")
+    boxes = AdaptiveConv2D(4 * num_anchors, 1, name="rpn_bbox_pred")
     logits, deltas = [], []
     for level, p in enumerate(pyramid, start=2):
         x = shared(p)
-        logits.append(layers.Reshape((-1, 2), name=f"rpn_class_logits_p{level}")(classes(x)))
-        deltas.append(layers.Reshape((-1, 4), name=f"rpn_bbox_p{level}")(boxes(x)))
-    logits = layers.Concatenate(axis=1, name="rpn_class_logits")(logits)
-    probs = layers.Softmax(name="rpn_class")(logits)
-    return logits, probs, layers.Concatenate(axis=1, name="rpn_deltas")(deltas)
+        logits.append(layers.Reshape((-1, 2), name=f"rpn_class_logits_p{level}", dtype="float32")(classes(x)))
+        deltas.append(layers.Reshape((-1, 4), name=f"rpn_bbox_p{level}", dtype="float32")(boxes(x)))
+    logits = layers.Concatenate(axis=1, name="rpn_class_logits", dtype="float32")(logits)
+    probs = layers.Softmax(name="rpn_class", dtype="float32")(logits)
+    return logits, probs, layers.Concatenate(axis=1, name="rpn_deltas", dtype="float32")(deltas)
 
 
 def box_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 7, fc: int = 1024, train_bn: bool = False):
@@ -55,7 +62,7 @@ def box_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 
     logits = layers.Dense(k, name="mrcnn_class_logits", dtype="float32")(x)
     probs = layers.Softmax(name="mrcnn_class")(logits)
     deltas = layers.Dense(4 * k, name="mrcnn_bbox_fc", dtype="float32")(x)
-    return logits, probs, layers.Reshape((-1, k, 4), name="mrcnn_bbox")(deltas)
+    return logits, probs, layers.Reshape((-1, k, 4), name="mrcnn_bbox", dtype="float32")(deltas)
 
 
 def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int = 14, train_bn: bool = False,
@@ -66,9 +73,9 @@ def mask_head(rois, pyramid, num_classes: int, image_size: int, pool_size: int =
     for k in range(1, 5):
         x = conv_bn(x, channels, 3, f"mrcnn_mask_conv{k}", f"mrcnn_mask_bn{k}", train_bn, padding="same")
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{k}")(x)
-    x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = AdaptiveConv2D(num_classes + 1, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
-    return SplitRois(name="mrcnn_mask_split_rois")(x, rois)
+    x = AdaptiveConv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = AdaptiveConv2D(num_classes + 1, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    return SplitRois(name="mrcnn_mask_split_rois", dtype="float32")(x, rois)
 
 
 @keras.saving.register_keras_serializable(package="detectlab")

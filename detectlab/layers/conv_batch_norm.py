@@ -68,7 +68,11 @@ class ConvBatchNorm(keras.layers.Layer):
             shift = shift + tf.cast(bn.beta, tf.float32)
         kernel = tf.cast(tf.cast(conv.kernel, tf.float32) * scale, dtype)
         outputs = conv.convolution_op(tf.cast(inputs, dtype), kernel)
-        return tf.nn.bias_add(outputs, tf.cast(shift, dtype))
+        # a broadcast add, not tf.nn.bias_add: BiasAdd's gradient sums in the tensor's dtype,
+        # which in bfloat16 stops growing once the sum is 256x a term (the bias, beta and
+        # gamma gradients lost ~99% over a 128x128 map); the add's gradient (a reduce_sum)
+        # accumulates in float32. oneDNN still fuses the add into the convolution forward.
+        return outputs + tf.cast(shift, dtype)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)

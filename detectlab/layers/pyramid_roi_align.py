@@ -30,6 +30,21 @@ def roi_levels(boxes, image_size):
     return tf.cast(tf.clip_by_value(tf.round(level), MIN_LEVEL, MAX_LEVEL), tf.int32)
 
 
+def permute_rows(x, order):
+    """``x[order]`` for a permutation ``order`` of ``x``'s rows. Its gradient is the inverse
+    permutation (a gather), not the scatter-add that ``tf.gather``'s gradient becomes for
+    arbitrary indices (an ``UnsortedSegmentSum`` over every crop)."""
+
+    @tf.custom_gradient
+    def run(rows):
+        def grad(dy):
+            return tf.gather(dy, tf.math.invert_permutation(order))
+
+        return tf.gather(rows, order), grad
+
+    return run(x)
+
+
 @keras.saving.register_keras_serializable(package="detectlab")
 class PyramidRoiAlign(keras.layers.Layer):
     """``boxes (B, R, 4)``, ``features [P2, P3, P4, P5]`` each ``(B, H_l, W_l, C)`` ->
@@ -67,7 +82,7 @@ class PyramidRoiAlign(keras.layers.Layer):
             crops.append(tf.cast(crop, dtype))
             positions.append(index[:, 0] * tf.cast(rois, tf.int64) + index[:, 1])
         order = tf.argsort(tf.concat(positions, 0))  # back to image-major, ROI order
-        pooled = tf.gather(tf.concat(crops, 0), order)
+        pooled = permute_rows(tf.concat(crops, 0), order)
         channels = features[0].shape[-1] if features[0].shape[-1] is not None else tf.shape(features[0])[-1]
         return tf.reshape(pooled, tf.stack([batch, rois, self.pool_size, self.pool_size, channels]))
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from detectlab.box_coding import DeltaCoder
+from detectlab.errors import ConfigError
 from detectlab.layers.box_ops import iou_family
 from detectlab.losses.criterion import Criterion
 from detectlab.losses.faster_rcnn import smooth_l1
@@ -179,6 +180,23 @@ class MaskRcnnCriterion(Criterion):
             pred_deltas=o["mrcnn_bbox"], rois=o.get("rois"),
             # one dataset: every class is active in every image
             active_class_ids=tf.ones_like(o["mrcnn_class_logits"][:, 0, :]),
-            mask_class_ids=o["target_mask_class_ids"], target_masks=o["target_masks"], pred_masks=o["mrcnn_mask"],
+            # absent without a mask head (Faster R-CNN FPN)
+            mask_class_ids=o.get("target_mask_class_ids"), target_masks=o.get("target_masks"), pred_masks=o.get("mrcnn_mask"),
             coder=self.coder, label_smoothing=self.label_smoothing,
         )
+
+
+class FasterRcnnFpnCriterion(MaskRcnnCriterion):
+    """Faster R-CNN FPN's terms: Mask R-CNN's criterion without the mask term (the model has
+    no mask head); its box terms (``loss.box``) and label smoothing are Mask R-CNN's."""
+
+    MASK_TERMS = ("mrcnn_mask_loss",)
+    DEFAULT_TERMS = MASK_RCNN_LOSS_NAMES[:4]  # all but mrcnn_mask_loss
+
+    @classmethod
+    def resolve_terms(cls, terms=None, box: str | None = None) -> tuple[str, ...]:
+        names = super().resolve_terms(terms, box)
+        masks = [name for name in names if name in cls.MASK_TERMS]
+        if masks:
+            raise ConfigError(f"loss.terms: '{masks[0]}' needs a mask head, which faster_rcnn_fpn does not have")
+        return names

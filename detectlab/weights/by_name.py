@@ -61,6 +61,9 @@ def assign(model, weights: dict[str, list[np.ndarray]], source: str, exclude: st
         layer.set_weights(values)
     names = {layer.name for layer in named_layers(model)}
     report.unused = sorted(set(weights) - names)
+    left_out = getattr(model, "LEFT_OUT_LAYERS", None)  # e.g. Faster R-CNN FPN: matterport's mask head
+    if left_out:
+        report.left_out = [name for name in report.unused if re.fullmatch(left_out, name)]
     return report
 
 

@@ -103,3 +103,58 @@ def test_float32_strided_pointwise_follows_the_cpu():
 def test_l2_regulariser_equals_keras():
     w = tf.constant(np.random.default_rng(1).normal(size=(3, 3, 4, 5)).astype("float32"))
     np.testing.assert_allclose(L2(5e-4)(w), keras.regularizers.L2(5e-4)(w), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape, stride", [((3, 14, 14, 16), 2), ((2, 5, 7, 8), 3)])
+def test_transposed_convolution_as_matmul_equals_it_with_its_gradients(shape, stride):
+    """kernel = stride: one matmul to (a, b, Cout) columns + depth_to_space is the transposed
+    convolution, forward and backward."""
+    from detectlab.layers.conv import transposed_as_matmul
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    k = tf.constant(rng.normal(size=(stride, stride, 6, shape[3])).astype("float32"))  # (s, s, Cout, Cin)
+    out_shape = [shape[0], shape[1] * stride, shape[2] * stride, 6]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, k])
+        ref = tf.nn.conv2d_transpose(x, k, out_shape, stride, "VALID")
+        ours = transposed_as_matmul(x, k, stride)
+        weights = tf.constant(rng.normal(size=out_shape).astype("float32"))
+        lr, lo = tf.reduce_sum(ref * weights), tf.reduce_sum(ours * weights)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    for gr, go in zip(tape.gradient(lr, [x, k]), tape.gradient(lo, [x, k])):
+        np.testing.assert_allclose(go, gr, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_adaptive_transposed_convolution_in_bfloat16(padding):
+    """Mask R-CNN's 2x2 stride-2 deconvolution runs as a matmul in bfloat16 and matches Keras'
+    float32 layer (outputs and every gradient, the bias's summed over all 3,136 output
+    positions); float32 and overlapping kernels keep Keras' kernel."""
+    from detectlab.layers.conv import AdaptiveConv2DTranspose
+
+    shape = (4, 14, 14, 16)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    weights = tf.constant(rng.normal(size=(4, 28, 28, 8)).astype("float32") + 1.0)
+    ref = keras.layers.Conv2DTranspose(8, 2, strides=2, padding=padding, bias_initializer="ones")
+    ours = AdaptiveConv2DTranspose(8, 2, strides=2, padding=padding, dtype="mixed_bfloat16")
+    ref.build(shape)
+    ours.build(shape)
+    ours.set_weights(ref.get_weights())
+    assert ours.computation(shape) == "matmul"
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = ref(x), tf.cast(ours(x), tf.float32)
+        la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
+    assert b.shape == a.shape == (4, 28, 28, 8)
+    np.testing.assert_allclose(b, a, rtol=0.02, atol=0.02 * float(tf.reduce_max(tf.abs(a))))
+    for ga, gb in zip(tape.gradient(la, [x] + ref.trainable_variables), tape.gradient(lb, [x] + ours.trainable_variables)):
+        np.testing.assert_allclose(tf.cast(gb, tf.float32), ga, rtol=0.03, atol=0.03 * float(tf.reduce_max(tf.abs(ga))))
+    relu = AdaptiveConv2DTranspose(8, 2, strides=2, padding=padding, activation="relu", dtype="mixed_bfloat16")
+    relu.build(shape)
+    relu.set_weights(ref.get_weights())
+    np.testing.assert_allclose(tf.cast(relu(x), tf.float32), tf.nn.relu(a), rtol=0.02, atol=0.02 * float(tf.reduce_max(a)))
+    assert AdaptiveConv2DTranspose(8, 2, strides=2).computation(shape) is None  # float32
+    assert AdaptiveConv2DTranspose(8, 3, strides=2, dtype="mixed_bfloat16").computation(shape) is None
+    assert type(keras.layers.deserialize(keras.layers.serialize(ours))) is AdaptiveConv2DTranspose

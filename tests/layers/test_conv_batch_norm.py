@@ -95,6 +95,21 @@ def test_bfloat16_fold_and_keras_round_trip(tmp_path):
     assert [layer.name for layer in named_layers(again)[1:]] == ["res2a_branch2a", "bn2a_branch2a"]
 
 
+@pytest.mark.parametrize("shape, kernel", [((2, 96, 96, 8), 1), ((2048, 3, 3, 8), 3)])  # pointwise, window
+def test_bfloat16_fold_gradients_sum_over_a_large_map_like_float32(shape, kernel):
+    """The shift's gradient (conv bias, beta, and part of gamma's) sums 18,432 positions; in
+    bfloat16 it must still agree with float32 (a sum kept in bfloat16 stalls at 256x a term)."""
+    x = np.random.default_rng(4).normal(size=shape).astype("float32")
+    grads = {}
+    for dtype in ("float32", "mixed_bfloat16"):
+        fused, _, _ = _pair(shape, kernel, 1, "valid", train_bn=False, dtype=dtype)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(fused(x, training=True), tf.float32) * (np.arange(6, dtype="float32") + 1))
+        grads[dtype] = dict(zip(["kernel", "bias", "gamma", "beta"], tape.gradient(loss, fused.trainable_variables)))
+    for name, want in grads["float32"].items():
+        np.testing.assert_allclose(grads["mixed_bfloat16"][name], want, rtol=0.03, atol=0.03 * np.abs(want).max(), err_msg=name)
+
+
 def test_rejects_a_convolution_with_an_activation():
     with pytest.raises(ValueError, match="linear"):
         ConvBatchNorm(AdaptiveConv2D(4, 3, activation="relu"), FusedBatchNormalization())

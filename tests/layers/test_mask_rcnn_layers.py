@@ -71,8 +71,9 @@ def np_level(box, image_size):
 
 
 def np_nms(boxes, scores, threshold):
-    """Greedy NMS over score-sorted boxes; returns kept indices. As ``non_max_suppression_padded``
-    (used by ``top_proposals``): IoU >= threshold suppresses, all-zero boxes are never kept."""
+    """Greedy NMS over score-sorted boxes; returns kept indices. As ``combined_non_max_suppression``
+    (used by ``top_proposals``): a kept box suppresses every lower-scoring one it overlaps by the
+    threshold or more (ties do not occur here); all-zero boxes (none here) are skipped."""
     keep = []
     for i in np.argsort(-scores, kind="stable"):
         if not boxes[i].any():
@@ -167,6 +168,29 @@ def test_pyramid_roi_align_matches_numpy_bilinear_per_level_in_roi_order():
             expected = np_crop_and_resize(features[level - 2][b], boxes[b, r], 3)
             np.testing.assert_allclose(out[b, r].numpy(), expected, atol=1e-5, err_msg=f"roi {b},{r} level {level}")
     assert levels == {2, 3, 4, 5}
+
+
+def test_pyramid_roi_align_gradient_sends_each_crop_back_to_its_level():
+    # d(sum(weights * crops)) / d(features): each ROI's weights flow to the level it was cropped
+    # from, as the gradient of per-ROI crop_and_resize calls does (the layer reorders its crops
+    # with an inverse-permutation gradient)
+    boxes, features = pyramid_case()
+    weights = tf.constant(np.random.default_rng(5).normal(size=(2, 5, 3, 3, 3)).astype(np.float32))
+    features = [tf.constant(f) for f in features]
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        loss = tf.reduce_sum(weights * PyramidRoiAlign(pool_size=3, image_size=1024)(boxes, features))
+    grads = tape.gradient(loss, features)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        loss = 0.0
+        for b in range(2):
+            for r in range(5):
+                level = np_level(boxes[b, r], 1024) - 2
+                crop = tf.image.crop_and_resize(features[level], boxes[b, r][None], [b], [3, 3])
+                loss += tf.reduce_sum(weights[b, r] * crop[0])
+    for got, want in zip(grads, tape.gradient(loss, features)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
 
 
 def test_pyramid_roi_align_infers_image_size_from_p2():

@@ -42,6 +42,15 @@ def test_resnet101_fpn_has_the_reference_parameter_counts(tiny_cfg):
     assert model.get_layer("mrcnn_class_logits").kernel.shape == (1024, 81)
 
 
+def test_under_mixed_bfloat16_the_heads_compute_in_bfloat16_and_their_outputs_reach_the_loss_in_float32(tiny_cfg):
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    model = build(tiny_cfg)
+    for name in ("rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred", "mrcnn_mask"):
+        assert model.get_layer(name).compute_dtype == "bfloat16", name  # no float32 copy of their large inputs
+    for name in ("rpn_class_logits", "rpn_bbox", "mrcnn_class_logits", "mrcnn_bbox", "mrcnn_mask"):
+        assert model.output[name].dtype == "float32", name
+
+
 def test_encoder_rpn_targets_and_mini_masks():
     enc = MaskRcnnTargetEncoder(64, (4, 8, 16, 32, 64), (8, 16, 24, 32, 48), (0.5, 1, 2), DeltaCoder.matterport((0.1, 0.1, 0.2, 0.2)),
                                 samples=32, mini_mask=8)
