@@ -29,6 +29,7 @@ COMMANDS = {
     "kmeans-anchors": ("tools", "kmeans_anchors", "YOLO anchors for a dataset by k-means"),
     "summary": ("tools", "summary", "a model's layers and parameter counts"),
     "benchmark": ("tools", "benchmark", "training, loader and inference speed"),
+    "peer-benchmark": ("tools", "peer_benchmark", "detectlab and TF Model Garden on the same work, interleaved"),
 }
 
 

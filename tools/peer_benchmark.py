@@ -56,7 +56,8 @@ TARGETS = {("yolov3", "fp32"): ("img_per_s", 1.3), ("yolov3", "bf16"): ("img_per
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="peer_benchmark.py")
+    prog = sys.argv[0] if sys.argv and sys.argv[0].startswith("detectlab ") else "peer_benchmark.py"  # as `detectlab peer-benchmark`
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog=prog)
     p.add_argument("--peer-python", required=True, help="python of the Model Garden virtualenv ($PEER_TFM/bin/python)")
     p.add_argument("--peer-script", required=True, help="the harness's tfm_bench.py")
     p.add_argument("--workloads", default="yolov3,maskrcnn,fasterrcnn", help="comma list from: " + ",".join(WORK))
