@@ -104,9 +104,12 @@ def main(argv=None) -> int:
     from detectlab.utils import atomic_write_json
 
     paths, streams = input_sources(args.images)
-    image_outs, stream_names = output_plan(paths, streams, out, args)
-    ids = coco_image_ids(paths, args.data) if args.data else list(range(len(paths)))
     cfg = load_cli_config(args.config, args.overrides, run_config_for(args.weights))
+    ids = None
+    if args.data and paths:  # the file's images among the inputs, with its ids
+        paths, ids = coco_image_ids(paths, args.data)
+    paths, ids = usable_images(paths, ids, cfg.data.bad_images)
+    image_outs, stream_names = output_plan(paths, streams, out, args)
     model, cfg, _ = model_and_config(cfg, args.weights, cfg_file=args.cfg)
     names = read_class_names(args.class_names) if args.class_names else model.class_names
     if len(names) != model.num_classes:
@@ -139,6 +142,20 @@ def main(argv=None) -> int:
             print("image_id: the position in the input list (pass --data COCO.json to write its image ids)")
     predict_streams(predictor, streams, out, names, model.category_ids, args.max_frames, stream_names)
     return 0
+
+
+def usable_images(paths: list[Path], ids: list[int] | None, bad_images: str) -> tuple[list[Path], list[int]]:
+    """``paths`` whose files are images, and their ids (``ids``, else positions): a missing,
+    truncated or undecodable file stops with its name and reason, or with
+    ``data.bad_images=skip`` is left out, counted and named in the log."""
+    from detectlab.data.image_check import check_image_files
+
+    ids = list(range(len(paths))) if ids is None else ids
+    kept = set(check_image_files(paths, bad_images))
+    pairs = [(p, i) for p, i in zip(paths, ids) if p in kept]
+    if paths and not pairs:
+        raise DataError(f"--images: none of the {len(paths)} images can be read")
+    return [p for p, _ in pairs], [i for _, i in pairs]
 
 
 def output_plan(paths: list[Path], streams: list, out: Path, args) -> tuple[list[Path], list[str]]:

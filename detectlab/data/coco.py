@@ -312,17 +312,33 @@ def _check_files_exist(records: list[ImageRecord], path: Path, places, file_name
         raise DataError(f"{path}: image '{name}' not found; tried {tried}{more} (pass the image folder with --images)")
 
 
-def coco_image_ids(paths, annotation_file) -> list[int]:
-    """The ids of image ``paths`` in a COCO file, matched by ``file_name`` (as written, or its
-    last path components)."""
+def coco_image_ids(paths, annotation_file) -> tuple[list, list[int]]:
+    """The ``paths`` that are images of a COCO file, and their ids, matched by ``file_name``
+    (as written, or its last path components). The others (a folder holding every split's
+    images) are left out and counted in the log; when none matches it is a ``DataError``."""
     data = read_coco_json(Path(annotation_file))
-    return match_file_names([str(p) for p in paths], data["images"], str(annotation_file), resolve=True)
+    ids = match_file_names([str(p) for p in paths], data["images"], str(annotation_file), resolve=True,
+                           allow_unmatched=True)
+    kept = [(p, i) for p, i in zip(paths, ids) if i is not None]
+    if not kept:
+        raise DataError(f"{annotation_file}: none of the {len(paths)} input images is one of its images "
+                        f"(first tried: {paths[0]}; file_names are matched by their last path components)")
+    if len(kept) < len(paths):
+        log.info("%s: predicting its %d images among the inputs; %d other images left out", annotation_file,
+                 len(kept), len(paths) - len(kept))
+    missing = len({img["id"] for img in data["images"]} - {i for _, i in kept})
+    if missing:
+        log.warning("%s: %d of its %d images are not among the inputs (they count as missed if scored)",
+                    annotation_file, missing, len(data["images"]))
+    return [p for p, _ in kept], [i for _, i in kept]
 
 
-def match_file_names(names: list[str], images: list[dict], source: str, resolve: bool = False) -> list[int]:
+def match_file_names(names: list[str], images: list[dict], source: str, resolve: bool = False,
+                     allow_unmatched: bool = False) -> list:
     """The id of the image in ``images`` (COCO ``images`` entries) that each of ``names`` is:
     the entry whose ``file_name`` ends with the most path components of the name (``resolve``:
-    of the name's absolute path). A name matching none, or several images, is a ``DataError``."""
+    of the name's absolute path). A name matching several images is a ``DataError``; one
+    matching none is too, or ``None`` with ``allow_unmatched``."""
     by_tail: dict[Path, list] = {}
     for image in images:
         parts = Path(str(image.get("file_name", ""))).parts
@@ -333,9 +349,11 @@ def match_file_names(names: list[str], images: list[dict], source: str, resolve:
         parts = (Path(name).resolve() if resolve else Path(name)).parts
         matches = next((by_tail[Path(*parts[-k:])] for k in range(len(parts), 0, -1) if Path(*parts[-k:]) in by_tail), None)
         if matches is None:
-            raise DataError(f"{name}: not among the images of {source} (no file_name matches)")
+            if not allow_unmatched:
+                raise DataError(f"{name}: not among the images of {source} (no file_name matches)")
+            ids.append(None)
+            continue
         if len(set(matches)) > 1:
             raise DataError(f"{name}: matches several images of {source} ({', '.join(map(str, matches[:3]))})")
         ids.append(matches[0])
     return ids
-

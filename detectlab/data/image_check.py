@@ -15,6 +15,7 @@ from detectlab.errors import DataError
 from detectlab.utils import log
 
 CORRUPT = "cannot decode (corrupt or not an image)"
+BAD_IMAGES_HINT = "set data.bad_images=skip to leave such images out"
 
 
 def _size_problem(record: ImageRecord, w: int, h: int) -> str | None:
@@ -23,16 +24,26 @@ def _size_problem(record: ImageRecord, w: int, h: int) -> str | None:
     return None
 
 
+def file_problem(path: str) -> str | None:
+    """What is wrong with an image file, from its header and end only (no decode): missing,
+    truncated or not an image."""
+    return _checked(path)[0]
+
+
 def image_problem(record: ImageRecord) -> str | None:
-    """What is wrong with a record's image file, from its header and end only (no decode):
-    missing, not an image, truncated, or a size other than the annotations say."""
-    if not os.path.isfile(record.path):
-        return "file not found"
-    cut = truncated(record.path)
+    """:func:`file_problem` of a record's image, or a size other than the annotations say."""
+    problem, size = _checked(record.path)
+    return problem or _size_problem(record, *size)
+
+
+def _checked(path: str) -> tuple[str | None, tuple[int, int] | None]:
+    if not os.path.isfile(path):
+        return "file not found", None
+    cut = truncated(path)
     if cut:
-        return cut
-    size = header_size(record.path)
-    return CORRUPT if size is None else _size_problem(record, *size)
+        return cut, None
+    size = header_size(path)
+    return (CORRUPT if size is None else None), size
 
 
 def header_size(path: str) -> tuple[int, int] | None:
@@ -51,20 +62,32 @@ def check_images(dataset: DetectionDataset, policy: str = "error", source: str =
     ``policy="error"`` stops at the first bad image with its path and reason;
     ``"skip"`` drops the bad images and logs how many, and which.
     """
-    bad = []
-    for record in dataset.records:
-        problem = image_problem(record)
-        if problem and policy != "skip":
-            raise DataError(f"{record.path}: {problem} (set data.bad_images=skip to leave such images out)")
-        if problem:
-            bad.append((record, problem))
+    source = source or dataset.annotation_file
+    problems = [(r, image_problem(r)) for r in dataset.records]
+    if not _bad_ones([(r.path, why) for r, why in problems], policy, len(dataset), source):
+        return dataset
+    kept = [r for r, why in problems if not why]
+    if not kept:
+        raise DataError(f"{source}: no usable image left after skipping {len(problems) - len(kept)} bad ones")
+    return dataset.subset(kept)
+
+
+def check_image_files(paths: list, policy: str = "error", source: str = "--images") -> list:
+    """The ``paths`` whose files are images (:func:`file_problem`), by ``policy`` as
+    :func:`check_images` (the images ``predict.py`` is given)."""
+    problems = [(p, file_problem(str(p))) for p in paths]
+    _bad_ones(problems, policy, len(paths), source)
+    return [p for p, why in problems if not why]
+
+
+def _bad_ones(problems: list[tuple], policy: str, total: int, source: str) -> list:
+    """The paths with a problem among ``(path, problem or None)``: the first is a ``DataError``
+    unless ``policy`` is ``"skip"``; skipped ones are counted and named in one log line."""
+    bad = [(path, why) for path, why in problems if why]
+    if bad and policy != "skip":
+        path, why = bad[0]
+        raise DataError(f"{path}: {why} ({BAD_IMAGES_HINT})")
     if bad:
-        shown = "; ".join(f"{r.path}: {why}" for r, why in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source or dataset.annotation_file,
-                    len(bad), len(dataset), shown)
-        dropped = {id(r) for r, _ in bad}
-        kept = [r for r in dataset.records if id(r) not in dropped]
-        if not kept:
-            raise DataError(f"{source or dataset.annotation_file}: no usable image left after skipping {len(bad)} bad ones")
-        return dataset.subset(kept)
-    return dataset
+        shown = "; ".join(f"{p}: {why}" for p, why in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source, len(bad), total, shown)
+    return [p for p, _ in bad]

@@ -62,7 +62,9 @@ def ids_by_file_name(coco_gt, results: list[dict]) -> list[dict]:
     ``file_name`` of its image (``tools/predict.py`` writes it) and those name ground-truth
     images (the entry whose ``file_name`` ends the same way), their ids are used wherever the
     results' own differ (predict.py without ``--data`` numbers images by position), and the
-    log says so. Otherwise ``results`` as they are (:func:`_check_results` names an unknown id)."""
+    log says so; results on images the ground truth does not have (a folder of every split)
+    are left out and counted. When no file_name matches, ``results`` as they are if their ids
+    are the ground truth's, else a ``DataError``."""
     from detectlab.data.coco import match_file_names
     from detectlab.utils import log
 
@@ -70,16 +72,26 @@ def ids_by_file_name(coco_gt, results: list[dict]) -> list[dict]:
         return results
     names = sorted({r["file_name"] for r in results})
     try:
-        ids = dict(zip(names, match_file_names(names, list(coco_gt.imgs.values()), "the ground truth")))
+        ids = dict(zip(names, match_file_names(names, list(coco_gt.imgs.values()), "the ground truth",
+                                               allow_unmatched=True)))
     except DataError as exc:
+        raise DataError(f"results by file_name: {exc}") from None
+    unmatched = [n for n in names if ids[n] is None]
+    if len(unmatched) == len(names):
         if all(r.get("image_id") in coco_gt.imgs for r in results):
             return results  # the ids are the ground truth's; the file names are some other path
-        raise DataError(f"results by file_name: {exc}") from None
+        raise DataError(f"results by file_name: {unmatched[0]}: not among the images of the ground truth "
+                        f"(no file_name matches; nor does any other result's)")
+    if unmatched:  # predict.py on a folder that also holds other splits' images
+        kept = [r for r in results if ids[r["file_name"]] is not None]
+        log.info("%d results on %d images that are not in the ground truth left out (e.g. %s)",
+                 len(results) - len(kept), len(unmatched), unmatched[0])
+        results = kept
     changed = sum(r.get("image_id") != ids[r["file_name"]] for r in results)
     if not changed:
         return results
     log.info("%d of %d results had image_ids that are not their images' in the ground truth: matched by file_name "
-             "(%d images)", changed, len(results), len(names))
+             "(%d images)", changed, len(results), len(names) - len(unmatched))
     return [{**r, "image_id": ids[r["file_name"]]} for r in results]
 
 

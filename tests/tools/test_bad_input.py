@@ -199,7 +199,39 @@ def test_predict_writes_the_coco_files_ids_so_evaluate_can_score_them(capsys, tm
     other = tmp_path / "other.jpg"
     other.write_bytes((val_images / "000000.jpg").read_bytes())
     assert_one_line(call(capsys, "predict", "--weights", weights, "--images", other, "--out", tmp_path / "q", "--data", val_json),
-                    1, f"{other}: not among the images of {val_json} (no file_name matches)")
+                    1, f"{val_json}: none of the 1 input images is one of its images (first tried: {other}; "
+                    "file_names are matched by their last path components)")
+
+
+def test_predict_on_a_folder_of_every_split_with_a_truncated_photo(capsys, tmp_path, trained_run, detectlab_log):
+    """A user's photo folder holds the train and val images and one cut JPEG: ``--data val.json``
+    predicts val's images only (the others counted); the cut file is one line naming it and
+    ``data.bad_images``, or with it set, left out and named in the log."""
+    run_dir = trained_run.workdir
+    val_json, val_images = run_dir / "shapes" / "instances_val.json", run_dir / "shapes" / "val"
+    weights = run_dir / "checkpoints" / "best.keras"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    val_names = sorted(p.name for p in val_images.iterdir())[:2]
+    for name in val_names:
+        (photos / name).write_bytes((val_images / name).read_bytes())
+    (photos / "train_0001.jpg").write_bytes((val_images / val_names[0]).read_bytes())
+    cut = photos / "zz_cut.jpg"
+    cut.write_bytes((val_images / val_names[1]).read_bytes()[:-300])
+    assert_one_line(call(capsys, "predict", "--weights", weights, "--images", photos, "--out", tmp_path / "a"), 1,
+                    f"{cut}: truncated JPEG (no end-of-image marker): corrupt image (set data.bad_images=skip to leave such images out)")
+    code, out, _ = call(capsys, "predict", "--weights", weights, "--images", photos, "--out", tmp_path / "b",
+                        "--set", "data.bad_images=skip")
+    assert code == 0 and " detections in 3 images;" in out, out
+    assert f"--images: skipped 1 of 4 images (data.bad_images=skip): {cut}: truncated JPEG" in detectlab_log.text
+    code, out, _ = call(capsys, "predict", "--weights", weights, "--images", photos, "--out", tmp_path / "c",
+                        "--data", val_json, "--score", "0.01")
+    assert code == 0 and " detections in 2 images;" in out, out
+    assert f"{val_json}: predicting its 2 images among the inputs; 2 other images left out" in detectlab_log.text
+    ids = {i["file_name"].rsplit("/", 1)[-1]: i["id"] for i in json.loads(val_json.read_text())["images"]}
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert {r["file_name"] for r in results} <= {str(photos / n) for n in val_names}
+    assert all(r["image_id"] == ids[r["file_name"].rsplit("/", 1)[-1]] for r in results)
 
 
 def test_predict_finding_nothing_says_the_highest_score_and_the_flag_to_see_it(capsys, tmp_path, trained_run):

@@ -84,9 +84,14 @@ def test_evaluate_matches_results_to_ground_truth_by_file_name(tmp_path, shapes_
     assert evaluate_results(shapes_dir / "instances_val.json", positions)["bbox"]["AP"] == pytest.approx(
         evaluate_results(shapes_dir / "instances_val.json", truth)["bbox"]["AP"])
     assert "matched by file_name" in detectlab_log.text
-    stray = positions + [{**positions[0], "file_name": "/elsewhere/holiday.jpg"}]
-    with pytest.raises(DataError, match="holiday.jpg: not among the images of the ground truth"):
-        evaluate_results(shapes_dir / "instances_val.json", stray)
+    # predict.py on a folder holding other splits' images too: those results are left out, counted
+    stray = positions + [{**positions[0], "file_name": "/elsewhere/holiday.jpg", "image_id": 10**6}]
+    assert evaluate_results(shapes_dir / "instances_val.json", stray)["bbox"]["AP"] == pytest.approx(
+        evaluate_results(shapes_dir / "instances_val.json", truth)["bbox"]["AP"])
+    assert "1 results on 1 images that are not in the ground truth left out (e.g. /elsewhere/holiday.jpg)" in detectlab_log.text
+    elsewhere = [{**r, "file_name": f"/elsewhere/{k}.jpg", "image_id": 10**6} for k, r in enumerate(positions)]
+    with pytest.raises(DataError, match="0.jpg: not among the images of the ground truth"):
+        evaluate_results(shapes_dir / "instances_val.json", elsewhere)
     without_names = [{k: v for k, v in r.items() if k != "file_name"} for r in positions]
     with pytest.raises(DataError, match="pass the ground truth to it with --data"):
         evaluate_results(shapes_dir / "instances_val.json", without_names)
