@@ -39,6 +39,7 @@ def main() -> int:
     p.add_argument("--stats", action="store_true", help="also write stats.txt and stats.png")
     args = p.parse_args()
 
+    from detectlab.data.loading import load_split
     from detectlab.training.browse import dataset_stats, render_grids
 
     out = output_folder(args.out, "--out")
@@ -47,10 +48,11 @@ def main() -> int:
     if args.data:
         overrides += other_dataset_overrides(load_cli_config(args.config, []).data, args.data, args.images)
     cfg = load_cli_config(args.config, overrides)
-    for path in render_grids(cfg, out, args.num, args.columns, args.augment):
+    dataset = load_split(cfg, "train", out)  # read and checked once for both
+    for path in render_grids(cfg, out, args.num, args.columns, args.augment, dataset):
         print(path)
     if args.stats:
-        for path in dataset_stats(cfg, out):
+        for path in dataset_stats(cfg, out, dataset):
             print(path)
     return 0
 

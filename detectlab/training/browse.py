@@ -26,13 +26,13 @@ from detectlab.utils import log
 TILE = 256  # grid cell side in pixels
 
 
-def render_grids(cfg: Config, out: Path, num: int, columns: int, augment: bool) -> list[Path]:
+def render_grids(cfg: Config, out: Path, num: int, columns: int, augment: bool, dataset=None) -> list[Path]:
     """Write ``out/grid_NNN.png`` images of the first ``num`` samples of epoch 0; their paths.
     With a mosaic / affine recipe, the boxes it cut off (dropped) are counted in the captions
-    and the log."""
+    and the log. ``dataset``: the recipe's training split, when already loaded."""
     from detectlab.training.runner import make_generators
 
-    dataset = load_split(cfg, "train", out)
+    dataset = dataset if dataset is not None else load_split(cfg, "train", out)
     family = MODELS.get(cfg.model.family)
     if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
         cfg = family.fit_anchors(cfg, dataset, report=False)
@@ -99,15 +99,16 @@ def box_shapes(dataset: DetectionDataset, size: int) -> np.ndarray:
     return np.concatenate(shapes).reshape(-1, 2).astype(np.float64)
 
 
-def dataset_stats(cfg: Config, out: Path) -> list[Path]:
-    """Write ``out/stats.txt`` and ``out/stats.png`` for the recipe's training data."""
+def dataset_stats(cfg: Config, out: Path, dataset=None) -> list[Path]:
+    """Write ``out/stats.txt`` and ``out/stats.png`` for the recipe's training data
+    (``dataset``, when already loaded)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    dataset = load_split(cfg, "train", out)
+    dataset = dataset if dataset is not None else load_split(cfg, "train", out)
     family = MODELS.get(cfg.model.family)
     if family.fit_anchors is not None:  # model.anchors: auto -> what training would fit
         cfg = family.fit_anchors(cfg, dataset, report=False)
