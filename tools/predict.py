@@ -150,12 +150,9 @@ def usable_images(paths: list[Path], ids: list[int] | None, bad_images: str) -> 
     ``data.bad_images=skip`` is left out, counted and named in the log."""
     from detectlab.data.image_check import check_image_files
 
-    ids = list(range(len(paths))) if ids is None else ids
-    kept = set(check_image_files(paths, bad_images))
-    pairs = [(p, i) for p, i in zip(paths, ids) if p in kept]
-    if paths and not pairs:
-        raise DataError(f"--images: none of the {len(paths)} images can be read")
-    return [p for p, _ in pairs], [i for _, i in pairs]
+    ids = dict(zip(paths, range(len(paths)) if ids is None else ids))
+    kept = check_image_files(paths, bad_images)
+    return kept, [ids[p] for p in kept]
 
 
 def output_plan(paths: list[Path], streams: list, out: Path, args) -> tuple[list[Path], list[str]]:

@@ -62,32 +62,31 @@ def check_images(dataset: DetectionDataset, policy: str = "error", source: str =
     ``policy="error"`` stops at the first bad image with its path and reason;
     ``"skip"`` drops the bad images and logs how many, and which.
     """
-    source = source or dataset.annotation_file
     problems = [(r, image_problem(r)) for r in dataset.records]
-    if not _bad_ones([(r.path, why) for r, why in problems], policy, len(dataset), source):
+    if not _bad_ones([(r.path, why) for r, why in problems], policy, source or dataset.annotation_file):
         return dataset
-    kept = [r for r, why in problems if not why]
-    if not kept:
-        raise DataError(f"{source}: no usable image left after skipping {len(problems) - len(kept)} bad ones")
-    return dataset.subset(kept)
+    return dataset.subset([r for r, why in problems if not why])
 
 
 def check_image_files(paths: list, policy: str = "error", source: str = "--images") -> list:
     """The ``paths`` whose files are images (:func:`file_problem`), by ``policy`` as
     :func:`check_images` (the images ``predict.py`` is given)."""
     problems = [(p, file_problem(str(p))) for p in paths]
-    _bad_ones(problems, policy, len(paths), source)
+    _bad_ones(problems, policy, source)
     return [p for p, why in problems if not why]
 
 
-def _bad_ones(problems: list[tuple], policy: str, total: int, source: str) -> list:
+def _bad_ones(problems: list[tuple], policy: str, source: str) -> list:
     """The paths with a problem among ``(path, problem or None)``: the first is a ``DataError``
-    unless ``policy`` is ``"skip"``; skipped ones are counted and named in one log line."""
+    unless ``policy`` is ``"skip"``; skipped ones are counted and named in one log line, and
+    nothing left is a ``DataError``."""
     bad = [(path, why) for path, why in problems if why]
     if bad and policy != "skip":
         path, why = bad[0]
         raise DataError(f"{path}: {why} ({BAD_IMAGES_HINT})")
     if bad:
         shown = "; ".join(f"{p}: {why}" for p, why in bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
-        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source, len(bad), total, shown)
+        log.warning("%s: skipped %d of %d images (data.bad_images=skip): %s", source, len(bad), len(problems), shown)
+    if problems and len(bad) == len(problems):
+        raise DataError(f"{source}: no usable image left after skipping {len(bad)} bad ones")
     return [p for p, _ in bad]
