@@ -111,7 +111,9 @@ def test_mirrored_steps_equal_one_device_steps(family, tmp_path_factory, shapes_
     assert_same_losses(single, mirrored, rtol=1e-5)
     for name, values in single["history"].items():
         if name.startswith("val_") and name.endswith("loss"):
-            np.testing.assert_allclose(mirrored["history"][name], values, rtol=1e-5, err_msg=name)
+            # computed from the trained weights, which agree to rtol 1e-4 (below): 1e-5 failed once
+            # on 2e-5 (val_class_loss, faster_rcnn), summation order across replicas
+            np.testing.assert_allclose(mirrored["history"][name], values, rtol=1e-4, err_msg=name)
     for a, b in zip(single_weights, mirrored_weights):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
